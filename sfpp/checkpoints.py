@@ -1,0 +1,93 @@
+"""Student checkpoints: sfpp's own safetensors format (self-describing) and loading into a model.
+
+A student checkpoint is a safetensors file of the diffusers `WanTransformer3DModel` state dict,
+with metadata ``sfpp_format`` and ``sfpp_config`` (the resolved JSON config that produced it),
+so a checkpoint describes itself. Foreign formats (Self-Forcing / CausVid / LongLive ``.pt``
+files in the original Wan layout) are converted by `sfpp.convert` (issue #7) into this format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sfpp.errors import SfppError
+
+FORMAT = "sfpp-student-v1"
+
+
+def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_student(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Write a student checkpoint atomically (temp file, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    save_file(tensors, str(tmp), metadata={"sfpp_format": FORMAT, "sfpp_config": json.dumps(config)})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a safetensors student checkpoint -> (state dict, embedded config or {})."""
+    path = Path(path)
+    if not path.is_file():
+        raise SfppError(f"checkpoint {path} does not exist")
+    if path.suffix in (".pt", ".pth", ".bin"):
+        raise SfppError(
+            f"{path.name} is a torch pickle; sfpp loads .safetensors students. "
+            "Convert foreign Self-Forcing/CausVid checkpoints to safetensors first"
+        )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise SfppError(f"checkpoint {path} is not a readable safetensors file ({type(e).__name__})") from None
+    config = json.loads(meta["sfpp_config"]) if "sfpp_config" in meta else {}
+    return state, config
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load a state dict strictly, turning any key or shape mismatch into one clear error."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise SfppError(
+            f"checkpoint {source} does not fit this model: {'; '.join(parts)}; "
+            "pick the --model the checkpoint was trained for"
+        )
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(v.dtype))

@@ -1,0 +1,36 @@
+"""Options shared by several commands, defined once so help texts agree."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sfpp.presets import PRESETS
+
+_MODELS = ", ".join(PRESETS)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Model preset: {_MODELS}.")]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="Local diffusers-layout weights folder (or set SFPP_WEIGHTS).", show_default=False),
+]
+CheckpointOpt = Annotated[
+    Optional[str], typer.Option("--checkpoint", help="Distilled student (.safetensors) to load.", show_default=False)
+]
+SecondsOpt = Annotated[Optional[float], typer.Option("--seconds", "-s", help="Video length in seconds.", show_default=False)]
+FramesOpt = Annotated[Optional[int], typer.Option("--frames", help="Video length in frames (instead of --seconds).", show_default=False)]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same video.")]
+FpsOpt = Annotated[Optional[int], typer.Option("--fps", help="Frames per second (default: the model's).", show_default=False)]
+HeightOpt = Annotated[Optional[int], typer.Option("--height", help="Height in pixels, multiple of 16.", show_default=False)]
+WidthOpt = Annotated[Optional[int], typer.Option("--width", help="Width in pixels, multiple of 16.", show_default=False)]
+StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Denoising steps per chunk (default 4).", show_default=False)]
+WindowOpt = Annotated[
+    Optional[int], typer.Option("--window", help="Rolling KV window in latent frames (default: the model's).", show_default=False)
+]
+SinkOpt = Annotated[int, typer.Option("--sink", help="Latent frames kept permanently as attention sink.")]
+RopeOpt = Annotated[str, typer.Option("--rope", help="Position policy: absolute (paper) or relative (unbounded).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present).", show_default=False)]
+DtypeOpt = Annotated[
+    Optional[str], typer.Option("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU).", show_default=False)
+]

@@ -1,0 +1,61 @@
+"""`sfpp generate PROMPT`: one video, streamed to an MP4 with a JSON sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sfpp.cli._common import console, user_errors
+from sfpp.cli._options import (
+    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
+    SinkOpt, StepsOpt, WeightsOpt, WidthOpt, WindowOpt,
+)
+from sfpp.cli._progress import frame_progress
+
+
+def generate_cmd(
+    prompt: Annotated[str, typer.Argument(help="Text prompt.", show_default=False)],
+    seconds: SecondsOpt = None,
+    frames: FramesOpt = None,
+    seed: SeedOpt = 0,
+    fps: FpsOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    steps: StepsOpt = None,
+    model: ModelOpt = "debug",
+    weights: WeightsOpt = None,
+    checkpoint: CheckpointOpt = None,
+    window: WindowOpt = None,
+    sink: SinkOpt = 0,
+    rope: RopeOpt = "absolute",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output .mp4 (a .json sidecar goes next to it).", show_default=False)] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+) -> None:
+    """Generate a video from a prompt, written while it is generated."""
+    from sfpp.errors import SfppError
+    from sfpp.generate import default_out_path, generate
+    from sfpp.spec import VideoSpec, check_output_path, resolve_spec
+
+    with user_errors():
+        spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
+                         steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
+                         weights=weights, checkpoint=checkpoint)
+        # Validate everything before any work or output.
+        if not prompt.strip():
+            raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
+        rs = resolve_spec(spec)
+        check_output_path(default_out_path(prompt, rs.seed) if out is None else Path(out), suffix=".mp4")
+        with frame_progress() as bar:
+            task = bar.add_task("generating", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            res = generate(prompt, out=out, spec=spec, progress=on_progress)
+        console.print(
+            f"[green]wrote[/] {res.path} ({res.num_frames} frames, {res.num_frames / res.fps:.1f} s at {res.fps} fps) "
+            f"in {res.seconds_total:.1f} s; sidecar {res.sidecar}"
+        )

@@ -1,0 +1,34 @@
+"""Assembles the `sfpp` command line from one module per command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sfpp.cli import generate as _generate
+from sfpp.cli import rollout as _rollout
+
+app = typer.Typer(
+    name="sfpp",
+    help="Self-Forcing++: stable, minute-long autoregressive video generation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # tensors in locals make tracebacks unreadable
+)
+
+app.command("generate")(_generate.generate_cmd)
+app.command("rollout")(_rollout.rollout_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive only
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

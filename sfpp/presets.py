@@ -1,0 +1,236 @@
+"""Model presets: the registry behind `--model`, and loading of their components.
+
+A preset names the model classes, where their weights come from and the generation
+defaults that go with them (resolution, fps, chunking, window, few-step schedule).
+
+* ``wan2.1-t2v-1.3b`` / ``wan2.1-t2v-14b``: a local diffusers-layout folder
+  (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``), e.g. a copy of
+  Wan-AI/Wan2.1-T2V-1.3B-Diffusers, given by ``--weights DIR`` or ``SFPP_WEIGHTS``.
+  Nothing is ever downloaded.
+* ``debug``: tiny random-initialised instances of the same classes
+  (`WanTransformer3DModel`, `AutoencoderKLWan`, `UMT5EncoderModel`) and a tokenizer
+  built in code; deterministic (seeded), used by tests and dry runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from sfpp.errors import SfppError
+
+WEIGHTS_ENV = "SFPP_WEIGHTS"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPreset:
+    """Everything `generate`/`rollout` need to know about a model family by default."""
+
+    name: str
+    description: str
+    source: str  # "build" (constructed in code) or "diffusers" (local folder)
+    height: int
+    width: int
+    fps: int = 16
+    chunk_frames: int = 3  # latent frames per autoregressive chunk
+    window: int = 21  # rolling KV window in latent frames (the teacher horizon)
+    timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)  # nominal few-step list
+    shift: float = 5.0
+    text_len: int = 512
+    expected: dict[str, Any] = field(default_factory=dict)  # transformer config fields to sanity-check
+    build: Callable[[], "Components"] | None = None
+
+
+@dataclass
+class Components:
+    """Loaded modules of one model: plain torch modules, nothing wrapped."""
+
+    transformer: Any  # diffusers WanTransformer3DModel
+    vae: Any  # diffusers AutoencoderKLWan
+    text_encoder: Any  # transformers UMT5EncoderModel
+    tokenizer: Any
+    source: str  # where the weights came from (a path, or "built in code")
+
+    def to(self, device, dtype: torch.dtype | None = None) -> "Components":
+        self.transformer.to(device)
+        if dtype is not None and dtype != torch.float32:
+            _cast_keep_fp32(self.transformer, dtype)
+        self.vae.to(device)
+        self.text_encoder.to(device)
+        return self
+
+
+def _cast_keep_fp32(transformer, dtype: torch.dtype) -> None:
+    """Cast to `dtype` except the modules Wan keeps in float32 (and the RoPE tables)."""
+    keep = tuple(getattr(transformer, "_keep_in_fp32_modules", None) or ())
+    for name, module in transformer.named_modules():
+        if any(part in keep for part in name.split(".")):
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            if p.is_floating_point():
+                p.data = p.data.to(dtype)
+    for pname, p in transformer.named_parameters():
+        if pname.split(".")[-1] == "scale_shift_table":
+            p.data = p.data.float()
+
+
+# ---------------------------------------------------------------------- debug preset
+DEBUG_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=3,
+    attention_head_dim=12,
+    in_channels=16,
+    out_channels=16,
+    text_dim=32,
+    freq_dim=256,
+    ffn_dim=40,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=1024,
+)
+DEBUG_VAE = dict(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+DEBUG_TEXT = dict(
+    vocab_size=256,
+    d_model=32,
+    d_kv=8,
+    d_ff=64,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    feed_forward_proj="gated-gelu",
+    dropout_rate=0.0,
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+)
+
+
+def build_debug_components(seed: int = 0) -> Components:
+    """Tiny random-initialised Wan-class modules (deterministic for a given seed)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from sfpp.text import build_debug_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = WanTransformer3DModel(**DEBUG_TRANSFORMER)
+        vae = AutoencoderKLWan(**DEBUG_VAE)
+        text_encoder = UMT5EncoderModel(UMT5Config(**DEBUG_TEXT))
+    return Components(
+        transformer=transformer.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=build_debug_tokenizer(),
+        source="debug (random init, seed 0)",
+    )
+
+
+# ---------------------------------------------------------------------- diffusers folders
+_WEIGHT_FILES = {
+    "transformer": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+                    "diffusion_pytorch_model.bin"),
+    "vae": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
+            "diffusion_pytorch_model.bin"),
+    "text_encoder": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+}
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
+
+
+def check_diffusers_folder(root: Path) -> None:
+    """Raise one error listing every missing part of a diffusers-layout Wan folder."""
+    if not root.exists():
+        raise SfppError(f"weights folder {root} does not exist; pass --weights DIR or set {WEIGHTS_ENV}")
+    if not root.is_dir():
+        raise SfppError(f"weights path {root} is not a folder; pass a diffusers-layout folder with --weights")
+    missing = []
+    for sub, names in _WEIGHT_FILES.items():
+        d = root / sub
+        if not (d / "config.json").is_file():
+            missing.append(f"{sub}/config.json")
+        if not any((d / n).is_file() for n in names):
+            missing.append(f"{sub}/{names[0]}")
+    tok = root / "tokenizer"
+    if not any((tok / n).is_file() for n in _TOKENIZER_FILES):
+        missing.append("tokenizer/ (tokenizer.json or spiece.model)")
+    if missing:
+        raise SfppError(f"weights folder {root} is incomplete, missing: {', '.join(missing)}")
+
+
+def load_diffusers_components(root: Path, *, dtype: torch.dtype = torch.float32) -> Components:
+    """Load the four Wan components from a local diffusers-layout folder (never the Hub)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    check_diffusers_folder(root)
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    try:
+        transformer = WanTransformer3DModel.from_pretrained(root, subfolder="transformer", torch_dtype=dtype)
+        vae = AutoencoderKLWan.from_pretrained(root, subfolder="vae", torch_dtype=torch.float32)
+        text_encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SfppError(f"could not load weights from {root}: {first}") from None
+    return Components(transformer.eval(), vae.eval(), text_encoder.eval(), tokenizer, source=str(root))
+
+
+# ---------------------------------------------------------------------- registry
+PRESETS: dict[str, ModelPreset] = {
+    "debug": ModelPreset(
+        name="debug",
+        description="tiny random-initialised Wan-class model for tests and dry runs",
+        source="build",
+        height=64,
+        width=64,
+        fps=16,
+        chunk_frames=3,
+        window=9,
+        text_len=24,
+        build=build_debug_components,
+    ),
+    "wan2.1-t2v-1.3b": ModelPreset(
+        name="wan2.1-t2v-1.3b",
+        description="Wan2.1-T2V-1.3B (diffusers layout, local folder)",
+        source="diffusers",
+        height=480,
+        width=832,
+        expected={"num_layers": 30, "num_attention_heads": 12},
+    ),
+    "wan2.1-t2v-14b": ModelPreset(
+        name="wan2.1-t2v-14b",
+        description="Wan2.1-T2V-14B (diffusers layout, local folder)",
+        source="diffusers",
+        height=480,
+        width=832,
+        expected={"num_layers": 40, "num_attention_heads": 40},
+    ),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    if name not in PRESETS:
+        raise SfppError(f"unknown model {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def resolve_weights_dir(weights: str | os.PathLike | None) -> Path:
+    w = weights or os.environ.get(WEIGHTS_ENV)
+    if not w:
+        raise SfppError(f"this model needs its weights: pass --weights DIR (a diffusers-layout folder) or set {WEIGHTS_ENV}")
+    return Path(w).expanduser()
+
+
+def load_components(preset: ModelPreset, *, weights: str | os.PathLike | None = None,
+                    dtype: torch.dtype = torch.float32) -> Components:
+    """Build or load the preset's modules on CPU (the caller moves them to a device)."""
+    if preset.source == "build":
+        assert preset.build is not None
+        return preset.build()
+    return load_diffusers_components(resolve_weights_dir(weights), dtype=dtype)

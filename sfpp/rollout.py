@@ -1,0 +1,137 @@
+"""The one autoregressive rollout used by `generate`, `rollout` and training.
+
+Chunk by chunk (``chunk_frames`` latent frames each), the causal student denoises pure noise
+with a few-step flow-matching schedule, attending to a rolling KV cache of earlier chunks:
+
+    for each chunk:
+        x = noise                                   # at timesteps[0]
+        for k, t in enumerate(timesteps[: exit + 1]):
+            v  = student(x, t, cache)               # overwrites the chunk's cache slots
+            x0 = x - sigma(t) * v
+            if k < exit: x = (1 - sigma(t_{k+1})) x0 + sigma(t_{k+1}) eps_k
+        student(x0 [+ context noise], t = context_noise, cache)   # refresh pass: K/V of the clean chunk
+        on_chunk(x0)
+
+Which forwards carry gradient is the `GradPolicy` argument; there is no second copy of this
+loop for training. Tensors are ``(B, C, F, H, W)``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import torch
+
+from sfpp.causal import CausalWan, TextContext
+from sfpp.kv_cache import RollingKVCache
+from sfpp.noise import CONTEXT_STEP, SeededNoise
+from sfpp.schedule import add_noise, x0_from_flow
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradPolicy:
+    """Which forwards of a rollout keep the autograd graph.
+
+    mode: ``"none"`` (inference: everything under no_grad) or ``"exit_step"`` (Self-Forcing
+        training: only the exit-step forward of the selected chunks keeps gradient; the steps
+        before it, all other chunks and every cache refresh pass run without gradient).
+    exit_step: index into the timestep list of the step whose x0 ends each chunk
+        (-1 = the last step). Applies in both modes.
+    chunks: indices of the chunks whose exit-step forward keeps gradient (None = all).
+    """
+
+    mode: Literal["none", "exit_step"] = "none"
+    exit_step: int = -1
+    chunks: tuple[int, ...] | None = None
+
+    def grad_for(self, chunk_index: int) -> bool:
+        return self.mode == "exit_step" and (self.chunks is None or chunk_index in self.chunks)
+
+
+@dataclass
+class ChunkResult:
+    """One finished chunk, passed to the `on_chunk` callback."""
+
+    index: int
+    frame_start: int
+    x0: torch.Tensor  # (B, C, f, H, W) denoised latents (carries grad if the policy says so)
+    seconds: float  # wall time of this chunk's forwards
+
+
+def chunk_sizes(num_frames: int, chunk_frames: int) -> list[int]:
+    """Split `num_frames` latent frames into chunks of `chunk_frames` (the last may be shorter)."""
+    if num_frames <= 0 or chunk_frames <= 0:
+        raise ValueError("num_frames and chunk_frames must be positive")
+    sizes = [chunk_frames] * (num_frames // chunk_frames)
+    if num_frames % chunk_frames:
+        sizes.append(num_frames % chunk_frames)
+    return sizes
+
+
+def rollout(
+    model: CausalWan,
+    text: TextContext,
+    noise: SeededNoise,
+    cache: RollingKVCache,
+    *,
+    num_frames: int,
+    chunk_frames: int,
+    timesteps: Sequence[float] | torch.Tensor,
+    context_noise: float = 0.0,
+    grad: GradPolicy = GradPolicy(),
+    frame_start: int = 0,
+    on_chunk: Callable[[ChunkResult], None] | None = None,
+    keep: bool = True,
+) -> torch.Tensor | None:
+    """Generate `num_frames` latent frames starting at `frame_start`.
+
+    Args:
+        model: the causal student.
+        text: prompt context (`CausalWan.encode_text`), batch B.
+        noise: seeded noise source (initial noise and re-noising draws).
+        cache: rolling KV cache; continues from whatever it holds (``frame_start`` must be its
+            next frame).
+        timesteps: the (already shifted) few-step list, e.g. [1000, 937.5, 833.3, 625].
+        context_noise: timestep of the cache refresh pass (0 = clean context).
+        grad: gradient policy (see `GradPolicy`).
+        on_chunk: called with each finished chunk (decode, write, statistics, training hooks).
+        keep: return the concatenated latents; pass False to keep memory flat for long videos.
+
+    Returns:
+        ``(B, C, num_frames, H, W)`` latents if `keep`, else None.
+    """
+    ts = [float(t) for t in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
+    if not ts:
+        raise ValueError("timesteps must not be empty")
+    exit_step = grad.exit_step % len(ts)
+    B = noise.batch_size
+    dtype = next(model.parameters()).dtype
+    outputs: list[torch.Tensor] = []
+    f0 = frame_start
+    for ci, n in enumerate(chunk_sizes(num_frames, chunk_frames)):
+        t_start = time.perf_counter()
+        x = noise.sample(f0, n, step=0)  # (B, C, n, H, W) float32
+        x0 = x
+        for k in range(exit_step + 1):
+            t = ts[k]
+            tt = torch.full((B, n), t, device=x.device, dtype=torch.float32)
+            with torch.set_grad_enabled(grad.grad_for(ci) and k == exit_step):
+                flow = model(x.to(dtype), tt, text, cache=cache, frame_start=f0).float()
+                x0 = x0_from_flow(x, flow, t)
+            if k < exit_step:
+                x = add_noise(x0.detach(), noise.sample(f0, n, step=k + 1), ts[k + 1])
+        with torch.no_grad():  # refresh pass: the cache keeps K/V of the (nearly) clean chunk
+            ctx = x0.detach()
+            if context_noise > 0:
+                ctx = add_noise(ctx, noise.sample(f0, n, step=CONTEXT_STEP), context_noise)
+            tc = torch.full((B, n), float(context_noise), device=x.device, dtype=torch.float32)
+            model(ctx.to(dtype), tc, text, cache=cache, frame_start=f0)
+        result = ChunkResult(ci, f0, x0, time.perf_counter() - t_start)
+        if on_chunk is not None:
+            on_chunk(result)
+        if keep:
+            outputs.append(x0)
+        f0 += n
+    return torch.cat(outputs, dim=2) if keep else None
