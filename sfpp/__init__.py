@@ -3,29 +3,15 @@
 Python API (the CLI is a thin layer over it)::
 
     import sfpp
-    result = sfpp.generate("a red kite over a beach", seconds=10, model="debug", out="kite.mp4")
+    result = sfpp.generate("a red kite over a beach", seconds=10, out="kite.mp4")
+    folders = sfpp.rollout_batch(["a red kite"], "runs/kite", seconds=60)
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["generate", "VideoSpec", "SfppError", "__version__"]
+from sfpp.errors import SfppError  # noqa: E402
+from sfpp.spec import VideoSpec  # noqa: E402
+from sfpp.generation import generate  # noqa: E402
+from sfpp.batch import rollout_batch  # noqa: E402
 
-
-def __getattr__(name):  # lazy: `import sfpp` stays cheap, torch loads on first use
-    if name == "generate":
-        from sfpp.generate import generate
-
-        return generate
-    if name == "VideoSpec":
-        from sfpp.spec import VideoSpec
-
-        return VideoSpec
-    if name == "SfppError":
-        from sfpp.errors import SfppError
-
-        return SfppError
-    if name == "rollout_batch":
-        from sfpp.batch import rollout_batch
-
-        return rollout_batch
-    raise AttributeError(name)
+__all__ = ["generate", "rollout_batch", "VideoSpec", "SfppError", "__version__"]

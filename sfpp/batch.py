@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from sfpp.errors import SfppError
-from sfpp.generate import _generate_into, _sidecar, sidecar_path, write_json_atomic
+from sfpp.generation import _generate_into, _sidecar, sidecar_path, write_json_atomic
 from sfpp.rollout import ChunkResult
 from sfpp.spec import VideoSpec, load_model, resolve_spec
 

@@ -36,8 +36,8 @@ def generate_cmd(
 ) -> None:
     """Generate a video from a prompt, written while it is generated."""
     from sfpp.errors import SfppError
-    from sfpp.generate import default_out_path, generate
-    from sfpp.spec import VideoSpec, check_output_path, resolve_spec
+    from sfpp.generation import default_out_path, generate
+    from sfpp.spec import VideoSpec, check_output_path, load_model, resolve_spec
 
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
@@ -48,13 +48,15 @@ def generate_cmd(
             raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
         rs = resolve_spec(spec)
         check_output_path(default_out_path(prompt, rs.seed) if out is None else Path(out), suffix=".mp4")
+        with console.status("loading model"):
+            lm = load_model(rs)
         with frame_progress() as bar:
             task = bar.add_task("generating", total=None)
 
             def on_progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            res = generate(prompt, out=out, spec=spec, progress=on_progress)
+            res = generate(prompt, out=out, spec=spec, progress=on_progress, loaded=lm)
         console.print(
             f"[green]wrote[/] {res.path} ({res.num_frames} frames, {res.num_frames / res.fps:.1f} s at {res.fps} fps) "
             f"in {res.seconds_total:.1f} s; sidecar {res.sidecar}"

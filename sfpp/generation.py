@@ -60,7 +60,7 @@ def generate(
     out: str | os.PathLike | None = None,
     spec: VideoSpec | None = None,
     progress: ProgressFn | None = None,
-    model: LoadedModel | None = None,
+    loaded: LoadedModel | None = None,
     **overrides,
 ) -> GenerateResult:
     """Generate one video and write it as an MP4 with a JSON sidecar.
@@ -71,7 +71,7 @@ def generate(
         spec: a `VideoSpec`; keyword overrides (``seconds=60, seed=3, model="debug"``, ...)
             are applied on top of it.
         progress: called with (frames written, frames total) after each chunk.
-        model: an already loaded model (to generate several videos without reloading).
+        loaded: an already loaded model (`sfpp.spec.load_model`), to make several videos without reloading.
 
     Returns:
         `GenerateResult` with the paths and timings.
@@ -82,7 +82,7 @@ def generate(
     rs = resolve_spec(spec)
     out_path = check_output_path(Path(out) if out else default_out_path(prompt, rs.seed), suffix=".mp4")
     t0 = time.perf_counter()
-    lm = model or load_model(rs)
+    lm = loaded or load_model(rs)
     t_load = time.perf_counter() - t0
     timings = _generate_into(prompt, rs, lm, out_path, progress)
     timings["load_s"] = t_load
