@@ -47,3 +47,24 @@ def test_incomplete_folder_lists_what_is_missing(pipeline_dir, tmp_path):
     msg = str(e.value)
     assert "vae/diffusion_pytorch_model.safetensors" in msg and "tokenizer/" in msg
     assert "transformer" not in msg.split("missing:")[1]
+
+
+def test_generate_through_weights_flag_and_env(pipeline_dir, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sfpp.cli.main import app
+    from sfpp.video import read_mp4
+
+    args = ["generate", "a red circle", "--model", "wan2.1-t2v-1.3b", "--height", "64", "--width", "64",
+            "--frames", "13", "--window", "6", "--device", "cpu"]
+    r = CliRunner().invoke(app, args + ["--weights", str(pipeline_dir), "--out", str(tmp_path / "a.mp4")])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setenv("SFPP_WEIGHTS", str(pipeline_dir))
+    r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "b.mp4")])
+    assert r.exit_code == 0, r.output
+    a, b = read_mp4(tmp_path / "a.mp4")[0], read_mp4(tmp_path / "b.mp4")[0]
+    assert a.shape == (13, 64, 64, 3) and (a == b).all()
+    side = json.loads((tmp_path / "a.json").read_text())
+    assert side["weights"] == str(pipeline_dir) and side["model"] == "wan2.1-t2v-1.3b"
