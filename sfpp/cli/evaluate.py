@@ -1,0 +1,88 @@
+"""`sfpp evaluate`: VBench-style metrics over time and the Visual Stability judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sfpp.cli._common import console, parse_duration_seconds, user_errors
+from sfpp.evaluate.metrics import GROUPS, METRICS
+
+_HELP = """Score folders of MP4s (RUNs written by 'sfpp generate') per time window, per video and per run.
+
+Runs are compared side by side: a table, plus results.json, windows.csv, summary.csv and
+plots/*.png under --out. Default metrics are the offline set (no downloads). VBench metrics
+('--metric vbench') load local weights from --weights-dir laid out as:
+dino_model/dino-vitb16/, clip_model/clip-vit-base-patch32/, clip_model/clip-vit-large-patch14/
+(Hugging Face folders), aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth,
+raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth.
+'--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY).
+Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors.
+
+Metrics: {metrics}. Groups: {groups}.
+"""
+
+
+def evaluate_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of MP4s (+ NAME.json sidecars).", show_default=False)],
+    metric: Annotated[
+        Optional[list[str]],
+        typer.Option("--metric", "-m", help="Metric or group (offline, vbench, all); repeat or comma-separate. Default: offline."),
+    ] = None,
+    window: Annotated[str, typer.Option(help="Window length for per-time metrics (VBench-Long: 2s).")] = "2s",
+    text_window: Annotated[str, typer.Option(help="Window length for text alignment (clip_score).")] = "10s",
+    weights_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder of local VBench weights (needed by VBench metrics).")
+    ] = None,
+    judge_model: Annotated[str, typer.Option(help="Gemini model for visual-stability; recorded with every score.")] = "gemini-2.5-pro",
+    judge_concurrency: Annotated[int, typer.Option(help="Videos judged at the same time.")] = 2,
+    prompts: Annotated[
+        Optional[Path], typer.Option(help="Prompts for MP4s without sidecars: JSON {name: prompt} or name<TAB>prompt lines.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.json, windows.csv, summary.csv, plots/.")] = Path("sfpp-evaluate"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print results JSON to stdout instead of the table.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute everything and refresh the cache.")] = False,
+    device: Annotated[str, typer.Option(help="Torch device for VBench networks.")] = "cpu",
+) -> None:
+    """Score runs of generated videos over time (VBench-style metrics, proxies, Gemini judge)."""
+    from sfpp.evaluate import EvaluateConfig, evaluate_runs, render_table, write_outputs
+    from sfpp.evaluate.report import missing_aggregate_notes
+
+    with user_errors():
+        cfg = EvaluateConfig(
+            metrics=tuple(metric or ()),
+            window_s=parse_duration_seconds(window, what="--window"),
+            text_window_s=parse_duration_seconds(text_window, what="--text-window"),
+            weights_dir=weights_dir,
+            judge_model=judge_model,
+            judge_concurrency=judge_concurrency,
+            prompts_file=prompts,
+            use_cache=not no_cache,
+            device=device,
+        )
+        with console.status("evaluating…") as status:
+            ev = evaluate_runs(runs, cfg, progress=lambda msg: status.update(f"evaluating {msg}"))
+        written = write_outputs(ev, out)
+
+    if as_json:
+        typer.echo(json.dumps(ev.to_dict(), indent=2))
+    else:
+        Console = type(console)
+        Console().print(render_table(ev))  # stdout
+        for note in missing_aggregate_notes(ev):
+            console.print(f"[dim]{note}[/]")
+        console.print(
+            f"wrote {written['json']}, {written['windows_csv'].name}, {written['summary_csv'].name} "
+            f"and {len(written['plots'])} plots in {Path(out) / 'plots'}"
+        )
+    if ev.errors:
+        for e in ev.errors:
+            console.print(f"[bold red]error:[/] {e['run']}/{e['error']}", soft_wrap=True)
+        console.print(f"[bold red]{len(ev.errors)} problem(s); results for everything else were written to {out}[/]")
+        raise typer.Exit(code=1)
+
+
+evaluate_cmd.__doc__ = _HELP.format(metrics=", ".join(METRICS), groups=", ".join(GROUPS))

@@ -1,0 +1,387 @@
+"""`evaluate_runs`: every metric per time window, then per video, then per run, with caching."""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from sfpp.errors import SfppError
+from sfpp.evaluate import offline as off
+from sfpp.evaluate.aggregate import aggregates
+from sfpp.evaluate.cache import ResultCache
+from sfpp.evaluate.metrics import METRICS, resolve_metrics
+from sfpp.evaluate.video import (
+    Run,
+    VideoEntry,
+    Window,
+    content_hash,
+    discover_run,
+    load_prompts_file,
+    make_windows,
+    read_video,
+    unique_run_names,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    """Everything `evaluate_runs` needs besides the run folders."""
+
+    metrics: tuple[str, ...] = ()  # empty = the offline set; groups 'offline', 'vbench', 'all' allowed
+    window_s: float = 2.0  # VBench-Long clip length
+    text_window_s: float = 10.0  # VBench-Long length for text alignment (clip_score)
+    weights_dir: Path | None = None
+    judge_model: str = "gemini-2.5-pro"
+    judge_concurrency: int = 2
+    prompts_file: Path | None = None
+    cache_dir: Path | None = None  # default: $SFPP_HOME/cache/evaluate
+    use_cache: bool = True
+    device: str = "cpu"
+    flow: off.FlowConfig = field(default_factory=off.FlowConfig)
+
+    def __post_init__(self):
+        if self.window_s <= 0 or self.text_window_s <= 0:
+            raise SfppError("--window must be positive, e.g. --window 2s")
+        if self.judge_concurrency < 1:
+            raise SfppError("--judge-concurrency must be at least 1")
+
+
+@dataclass
+class Evaluation:
+    """The result of `evaluate_runs`: JSON-ready dicts plus the errors met on the way."""
+
+    config: dict[str, Any]
+    metrics: tuple[str, ...]
+    runs: list[dict[str, Any]]
+    errors: list[dict[str, str]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sfpp_evaluate_format": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": self.config,
+            "metrics": {m: {k: v for k, v in asdict(METRICS[m]).items() if k != "name"} for m in self.metrics},
+            "runs": self.runs,
+            "errors": self.errors,
+        }
+
+
+def _clean(v: Any) -> Any:
+    """NaN -> None, numpy scalars -> Python, recursively (JSON-safe)."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _window_rows(wins: list[Window], values: list[float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": w.index,
+            "start_frame": w.start,
+            "end_frame": w.end,
+            "start_s": round(w.start_s, 4),
+            "end_s": round(w.end_s, 4),
+            "value": v,
+        }
+        for w, v in zip(wins, values)
+    ]
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+# ---- offline --------------------------------------------------------------------------------------
+_PER_WINDOW = {
+    "temporal_flickering": off.temporal_flickering,
+    "dynamic_degree_proxy": off.dynamic_degree_proxy,
+    "motion_smoothness_proxy": off.motion_smoothness_proxy,
+    "subject_consistency_proxy": off.subject_consistency_proxy,
+    "background_consistency_proxy": off.background_consistency_proxy,
+    "clipped_highlights": off.clipped_highlights,
+    "clipped_shadows": off.clipped_shadows,
+    "mean_luma": off.mean_luma,
+    "luma_trend": off.luma_trend,
+    "flow_magnitude": off.flow_magnitude,
+    "stagnation": off.stagnation,
+}
+_RELATIVE_TO_FIRST = {
+    "colour_drift": off.colour_drift,
+    "sharpness_ratio": off.sharpness_ratio,
+    "exposure_stability_proxy": off.exposure_stability_proxy,
+}
+
+
+def compute_offline(name: str, a: off.FrameAnalysis, wins: list[Window]) -> dict[str, Any]:
+    """One offline metric over a video's windows: per-window values, the video value, details."""
+    if name in _PER_WINDOW:
+        values = [_PER_WINDOW[name](a, w) for w in wins]
+    else:
+        values = [_RELATIVE_TO_FIRST[name](a, w, wins[0]) for w in wins]
+    value = _mean(values)
+    details: dict[str, Any] = {}
+    if name == "temporal_flickering":
+        details["static_windows"] = [bool(off.static_window(a, w)) for w in wins]
+    elif name == "luma_trend":
+        value = off.luma_slope(a.mean_luma(), a.fps)  # over the whole video
+    elif name == "stagnation":
+        frozen = off.frozen_pairs(a)
+        value = float(frozen.mean()) if frozen.size else float("nan")
+        segs = off.stagnation_segments(a)
+        details.update(
+            segments=segs,
+            stagnation_start_frame=segs[0]["start_frame"] if segs else None,
+            stagnation_start_s=segs[0]["start_s"] if segs else None,
+        )
+    elif name == "flow_magnitude":
+        top5 = a.pair_flow_top5()
+        details.update(
+            per_frame_top5=[round(float(x), 4) for x in top5],
+            per_frame_mean=[round(float(x), 4) for x in a.pair_flow_mean()],
+            variance_window8=[round(float(x), 4) for x in off.windowed_variance(top5, 8)],
+            frame_times_s=[round((i + 1) / a.fps, 4) for i in range(len(top5))],
+        )
+    elif name == "exposure_stability_proxy":
+        value = off.worst_quarter_mean(values)
+        details["ratings_0_5"] = [v / 20.0 for v in values]
+        details["video_value"] = "mean of the worst quarter of windows"
+    return {"value": value, "windows": _window_rows(wins, values), "details": details}
+
+
+# ---- VBench ---------------------------------------------------------------------------------------
+def compute_vbench(name: str, models, frames: np.ndarray, fps: float, wins: list[Window], prompt: str | None) -> dict[str, Any]:
+    from sfpp.evaluate import vbench as vb
+
+    values = []
+    for w in wins:
+        clip = frames[w.start : w.end]
+        if name == "subject_consistency":
+            values.append(vb.subject_consistency(models, clip))
+        elif name == "background_consistency":
+            values.append(vb.background_consistency(models, clip))
+        elif name == "clip_score":
+            values.append(vb.clip_score(models, clip, prompt or ""))
+        elif name == "aesthetic_quality":
+            values.append(vb.aesthetic_quality(models, clip))
+        elif name == "dynamic_degree":
+            values.append(vb.dynamic_degree(models, clip, fps))
+        elif name == "imaging_quality":
+            values.append(vb.imaging_quality(models, clip))
+        else:  # pragma: no cover - registry and dispatcher are kept in sync by the tests
+            raise AssertionError(name)
+    return {"value": _mean(values), "windows": _window_rows(wins, values), "details": {}}
+
+
+def _weights_fingerprint(weights_dir: Path, metric: str) -> str:
+    from sfpp.evaluate.vbench import METRIC_FILES
+
+    parts = []
+    for entry in METRIC_FILES[metric]:
+        p = Path(weights_dir) / entry
+        files = [p] if p.is_file() else sorted(x for x in p.glob("*") if x.is_file())
+        parts += [f"{f.relative_to(weights_dir)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return ";".join(parts)
+
+
+# ---- the run loop ---------------------------------------------------------------------------------
+def evaluate_runs(
+    run_paths: list[Path | str],
+    config: EvaluateConfig = EvaluateConfig(),
+    *,
+    judge=None,
+    progress: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Evaluate folders of MP4s side by side.
+
+    Every metric is computed per window (`config.window_s`, or `text_window_s` for clip_score),
+    averaged per video, then per run. Results are cached per (video hash, metric, version).
+    A video that cannot be decoded, or a metric that fails on one video, is recorded in
+    `Evaluation.errors` and the rest is still evaluated. Setup problems (no API key, missing
+    weights, unknown metric) raise `SfppError` before any work.
+    """
+    say = progress or (lambda _msg: None)
+    metrics = resolve_metrics(config.metrics)
+    if not run_paths:
+        raise SfppError("give at least one RUN folder of MP4s")
+    prompts = load_prompts_file(Path(config.prompts_file)) if config.prompts_file else None
+    names = unique_run_names([Path(p) for p in run_paths])
+    runs: list[Run] = [discover_run(Path(p), prompts, name=n) for p, n in zip(run_paths, names)]
+
+    vbench_metrics = [m for m in metrics if METRICS[m].family == "vbench"]
+    models = None
+    if vbench_metrics:
+        from sfpp.evaluate import vbench as vb
+
+        vb.check_weights(config.weights_dir, vbench_metrics)
+        if "dynamic_degree" in vbench_metrics:
+            vb._import_torchvision_raft()
+        models = vb.VBenchModels(Path(config.weights_dir), device=config.device)
+    if "visual_stability" in metrics and judge is None:
+        from sfpp.evaluate.judge import GeminiJudge
+
+        judge = GeminiJudge(config.judge_model)
+    judge_model = getattr(judge, "model", config.judge_model) if judge is not None else config.judge_model
+
+    cache = ResultCache(config.cache_dir)
+    errors: list[dict[str, str]] = []
+    judge_tasks: list[tuple[dict, VideoEntry, str]] = []
+
+    def version_of(m: str) -> str:
+        spec = METRICS[m]
+        if spec.family == "judge":
+            from sfpp.evaluate.judge import PROMPT_VERSION
+
+            return f"{spec.version}|{PROMPT_VERSION}|{judge_model}"
+        ws = config.text_window_s if spec.text_window else config.window_s
+        v = f"{spec.version}|window={ws:g}"
+        if spec.family in ("proxy", "sfpp"):
+            v += f"|flow={config.flow}"
+        if spec.family == "vbench":
+            v += f"|{_weights_fingerprint(Path(config.weights_dir), m)}"
+        return v
+
+    run_dicts = []
+    for run in runs:
+        video_dicts = []
+        for entry in run.videos:
+            say(f"{run.name}/{entry.path.name}")
+            vd: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "prompt": entry.prompt, "metrics": {}, "error": None}
+            for key in ("seed", "model"):
+                if key in entry.sidecar:
+                    vd[key] = entry.sidecar[key]
+            video_dicts.append(vd)
+            try:
+                vhash = content_hash(entry.path)
+            except OSError as e:
+                vd["error"] = f"cannot read {entry.path.name}: {e.strerror}"
+                errors.append({"run": run.name, "video": entry.name, "metric": "", "error": vd["error"]})
+                continue
+            vd["hash"] = vhash
+            todo = []
+            for m in metrics:
+                hit = cache.get(vhash, m, version_of(m)) if config.use_cache else None
+                if hit is not None:
+                    vd["metrics"][m] = {**hit, "cached": True}
+                elif METRICS[m].needs_prompt and not entry.prompt:
+                    msg = f"{entry.path.name}: no prompt for {m}; add {entry.name}.json with a 'prompt' or pass --prompts FILE"
+                    vd["metrics"][m] = {"value": None, "error": msg}
+                    errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
+                elif METRICS[m].family == "judge":
+                    judge_tasks.append((vd, entry, run.name))
+                else:
+                    todo.append(m)
+            if not todo:
+                continue
+            try:
+                frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"))
+            except SfppError as e:
+                vd["error"] = str(e)
+                errors.append({"run": run.name, "video": entry.name, "metric": "", "error": str(e)})
+                continue
+            vd.update(fps=fps, num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
+                      duration_s=frames.shape[0] / fps)
+            analysis = off.FrameAnalysis(frames, fps, config.flow)
+            for m in todo:
+                spec = METRICS[m]
+                wins = make_windows(frames.shape[0], fps, config.text_window_s if spec.text_window else config.window_s)
+                try:
+                    if spec.family == "vbench":
+                        res = compute_vbench(m, models, frames, fps, wins, entry.prompt)
+                    else:
+                        res = compute_offline(m, analysis, wins)
+                except SfppError as e:
+                    msg = f"{entry.path.name}: {m}: {e}"
+                except Exception as e:  # noqa: BLE001 - one failing metric must not lose the others
+                    msg = f"{entry.path.name}: {m} failed: {type(e).__name__}: {e}"
+                else:
+                    res = _clean(res)
+                    cache.put(vhash, m, version_of(m), res)
+                    vd["metrics"][m] = {**res, "cached": False}
+                    continue
+                vd["metrics"][m] = {"value": None, "error": msg}
+                errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
+            del analysis, frames
+        run_dicts.append({"name": run.name, "path": str(run.path), "videos": video_dicts})
+
+    if judge_tasks:
+        _run_judge(judge, judge_tasks, cache, version_of("visual_stability"), errors, config.judge_concurrency, say)
+
+    for rd in run_dicts:
+        _summarise(rd, metrics)
+    cfg = _clean({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()})
+    cfg["metrics"] = list(metrics)
+    cfg["judge_model"] = judge_model
+    return Evaluation(config=cfg, metrics=metrics, runs=run_dicts, errors=errors)
+
+
+def _run_judge(judge, tasks, cache: ResultCache, version: str, errors, concurrency: int, say) -> None:
+    def one(task):
+        vd, entry, run_name = task
+        say(f"judge {judge.model}: {run_name}/{entry.path.name}")
+        try:
+            r = judge.rate(entry.path, entry.prompt)
+        except SfppError as e:
+            return task, None, str(e)
+        except Exception as e:  # noqa: BLE001
+            return task, None, f"{type(e).__name__}: {e}"
+        return task, r, None
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for (vd, entry, run_name), r, err in pool.map(one, tasks):
+            if err is not None:
+                msg = f"{entry.path.name}: visual_stability: {err}"
+                vd["metrics"]["visual_stability"] = {"value": None, "error": msg}
+                errors.append({"run": run_name, "video": entry.name, "metric": "visual_stability", "error": msg})
+                continue
+            res = {
+                "value": r.value,
+                "windows": [],
+                "details": {"score_0_5": r.score, "reasoning": r.reasoning, "judge_model": r.judge_model,
+                            "prompt_version": r.prompt_version, "attempts": r.attempts},
+            }
+            cache.put(vd["hash"], "visual_stability", version, res)
+            vd["metrics"]["visual_stability"] = {**res, "cached": False}
+
+
+def _summarise(rd: dict[str, Any], metrics: tuple[str, ...]) -> None:
+    """Per-run means over videos, run curves (mean over the videos having each window), aggregates."""
+    summary, curves = {}, {}
+    for m in metrics:
+        vals = [vd["metrics"].get(m, {}).get("value") for vd in rd["videos"]]
+        vals = [v for v in vals if v is not None]
+        summary[m] = {"value": float(np.mean(vals)) if vals else None, "n_videos": len(vals)}
+        by_span: dict[tuple[float, float], list[dict]] = {}  # videos of other lengths split differently
+        for vd in rd["videos"]:
+            for w in vd["metrics"].get(m, {}).get("windows") or []:
+                if w.get("value") is not None:
+                    by_span.setdefault((w["start_s"], w["end_s"]), []).append(w)
+        curves[m] = [
+            {
+                "start_s": s0,
+                "end_s": s1,
+                "mid_s": round(0.5 * (s0 + s1), 4),
+                "value": float(np.mean([w["value"] for w in ws])),
+                "n_videos": len(ws),
+            }
+            for (s0, s1), ws in sorted(by_span.items(), key=lambda kv: (kv[0][0] + kv[0][1], kv[0][0]))
+        ]
+    rd["summary"] = summary
+    rd["curves"] = curves
+    rd["aggregates"] = _clean(aggregates({m: s["value"] for m, s in summary.items()}))

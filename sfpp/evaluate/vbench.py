@@ -1,0 +1,361 @@
+"""VBench dimensions computed with VBench's networks, loaded only from local files.
+
+`--weights-dir DIR` follows VBench's cache layout (`~/.cache/vbench`) where the file format
+allows it; the networks sfpp loads through `transformers` are Hugging Face folders instead of
+OpenAI/DINO pickles:
+
+    DIR/dino_model/dino-vitb16/                 facebook/dino-vitb16            (ViTModel)
+    DIR/clip_model/clip-vit-base-patch32/       openai/clip-vit-base-patch32    (CLIPModel + tokenizer)
+    DIR/clip_model/clip-vit-large-patch14/      openai/clip-vit-large-patch14   (CLIPModel)
+    DIR/aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth   (LAION head, VBench's file)
+    DIR/raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth          (torchvision RAFT-large)
+    DIR/pyiqa_model/musiq_spaq_ckpt-358bb6af.pth                (MUSIQ, VBench's file)
+
+Frame sampling, thresholds and formulas follow VBench (`vbench/*.py`); see each function.
+Frames are `(F, H, W, 3)` uint8 RGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfpp.errors import SfppError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DINO_DIR = "dino_model/dino-vitb16"
+CLIP_B32_DIR = "clip_model/clip-vit-base-patch32"
+CLIP_L14_DIR = "clip_model/clip-vit-large-patch14"
+AESTHETIC_HEAD = "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"
+RAFT_FILE = "raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+MUSIQ_FILE = "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"
+
+_HF_DOWNLOAD = {
+    DINO_DIR: "hf download facebook/dino-vitb16 --local-dir DIR/" + DINO_DIR,
+    CLIP_B32_DIR: "hf download openai/clip-vit-base-patch32 --local-dir DIR/" + CLIP_B32_DIR,
+    CLIP_L14_DIR: "hf download openai/clip-vit-large-patch14 --local-dir DIR/" + CLIP_L14_DIR,
+}
+
+# Which weight files each VBench metric needs.
+METRIC_FILES: dict[str, tuple[str, ...]] = {
+    "subject_consistency": (DINO_DIR,),
+    "background_consistency": (CLIP_B32_DIR,),
+    "clip_score": (CLIP_B32_DIR,),
+    "aesthetic_quality": (CLIP_L14_DIR, AESTHETIC_HEAD),
+    "dynamic_degree": (RAFT_FILE,),
+    "imaging_quality": (MUSIQ_FILE,),
+}
+
+
+def _missing_entries(root: Path, entry: str) -> list[str]:
+    p = root / entry
+    if entry.endswith((".pth", ".pt")):
+        return [] if p.is_file() else [entry]
+    missing = []
+    if not (p / "config.json").is_file():
+        missing.append(f"{entry}/config.json")
+    if not any((p / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")) and not list(
+        p.glob("model-*.safetensors")
+    ):
+        missing.append(f"{entry}/model.safetensors")
+    if entry == CLIP_B32_DIR and not ((p / "tokenizer.json").is_file() or (p / "vocab.json").is_file()):
+        missing.append(f"{entry}/tokenizer.json (or vocab.json + merges.txt)")
+    return missing
+
+
+def check_weights(weights_dir: Path | None, metrics: list[str]) -> None:
+    """Raise one `SfppError` listing every file the requested VBench metrics lack."""
+    if not metrics:
+        return
+    if weights_dir is None:
+        raise SfppError(
+            f"VBench metrics ({', '.join(metrics)}) need local weights: pass --weights-dir DIR "
+            "(layout in 'sfpp evaluate --help'), or use the offline *_proxy metrics"
+        )
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise SfppError(f"--weights-dir {root} does not exist; point it at your VBench weights folder")
+    missing: list[str] = []
+    for m in metrics:
+        for entry in METRIC_FILES[m]:
+            for item in _missing_entries(root, entry):
+                if item not in missing:
+                    missing.append(item)
+    if missing:
+        hints = sorted({_HF_DOWNLOAD[e] for e in _HF_DOWNLOAD if any(x.startswith(e) for x in missing)})
+        fix = f"; fetch with: {' ; '.join(hints)}" if hints else ""
+        raise SfppError(f"--weights-dir {root} is missing: {', '.join(missing)}{fix}")
+
+
+# ---- frame transforms (vbench/utils.py) --------------------------------------------------------
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (F, 3, H, W), 0-255
+
+
+def _resize_short(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """torchvision `Resize(size)`: short side to `size`, long side `int(size * long / short)`."""
+    h, w = x.shape[-2:]
+    if h <= w:
+        nh, nw = size, int(size * w / h)
+    else:
+        nh, nw = int(size * h / w), size
+    # VBench resizes uint8 tensors: torchvision rounds and clamps the result back to 0-255
+    return F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=False).round().clamp(0, 255)
+
+
+def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top : top + size, left : left + size]
+
+
+def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def clip_transform(frames: np.ndarray, size: int = 224) -> torch.Tensor:
+    """Bicubic short side -> size (no antialias), centre crop, /255, CLIP mean/std."""
+    x = _center_crop(_resize_short(_to_tensor(frames), size, "bicubic"), size)
+    return _normalize(x / 255.0, CLIP_MEAN, CLIP_STD)
+
+
+def dino_transform(frames: np.ndarray, size: int = 224) -> torch.Tensor:
+    """Short side -> size (no crop), /255, ImageNet mean/std."""
+    return _normalize(_resize_short(_to_tensor(frames), size, "bilinear") / 255.0, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
+    """VBench `get_frame_indices(..., sample="middle")`: middle frame of `num_frames` equal intervals."""
+    edges = np.linspace(0, vlen, num_frames + 1).astype(int)
+    return [int((edges[i] + edges[i + 1] - 1) // 2) for i in range(num_frames)]
+
+
+def consistency_score(feats: torch.Tensor) -> float:
+    """VBench subject/background: mean over i>=1 of (max(0,cos(f_{i-1},f_i)) + max(0,cos(f_0,f_i)))/2."""
+    if feats.shape[0] < 2:
+        return float("nan")
+    f = F.normalize(feats.float(), dim=-1)
+    prev = (f[1:] * f[:-1]).sum(-1).clamp(min=0)
+    first = (f[1:] * f[0:1]).sum(-1).clamp(min=0)
+    return float(((prev + first) / 2).mean())
+
+
+def _features(out) -> torch.Tensor:
+    """`get_image_features` returns a tensor (transformers 4) or an output with pooler_output (5)."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+@dataclass
+class VBenchModels:
+    """Lazily loaded VBench networks from a local weights folder."""
+
+    weights_dir: Path
+    device: str = "cpu"
+    batch_size: int = 32
+
+    def __post_init__(self):
+        self.weights_dir = Path(self.weights_dir)
+        self._loaded: dict[str, object] = {}
+
+    def _get(self, key: str, loader):
+        if key not in self._loaded:
+            self._loaded[key] = loader()
+        return self._loaded[key]
+
+    def _hf(self, cls, sub: str, **kw):
+        try:
+            m = cls.from_pretrained(str(self.weights_dir / sub), local_files_only=True, **kw)
+        except (OSError, ValueError) as e:
+            raise SfppError(f"cannot load {self.weights_dir / sub}: {str(e).splitlines()[0]}; re-download that folder") from None
+        return m.to(self.device).eval()
+
+    def dino(self):
+        from transformers import ViTModel
+
+        return self._get("dino", lambda: self._hf(ViTModel, DINO_DIR, add_pooling_layer=False))
+
+    def clip_b32(self):
+        from transformers import CLIPModel
+
+        return self._get("clip_b32", lambda: self._hf(CLIPModel, CLIP_B32_DIR))
+
+    def clip_b32_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return self._get(
+            "clip_b32_tok", lambda: AutoTokenizer.from_pretrained(str(self.weights_dir / CLIP_B32_DIR), local_files_only=True)
+        )
+
+    def clip_l14(self):
+        from transformers import CLIPModel
+
+        return self._get("clip_l14", lambda: self._hf(CLIPModel, CLIP_L14_DIR))
+
+    def aesthetic_head(self) -> torch.nn.Linear:
+        def load():
+            sd = torch.load(self.weights_dir / AESTHETIC_HEAD, map_location="cpu", weights_only=True)
+            if not isinstance(sd, dict) or "weight" not in sd or "bias" not in sd:
+                raise SfppError(f"{AESTHETIC_HEAD} is not an nn.Linear state dict; re-download it from LAION-AI/aesthetic-predictor")
+            out_f, in_f = sd["weight"].shape
+            head = torch.nn.Linear(in_f, out_f)
+            head.load_state_dict(sd)
+            return head.to(self.device).eval()
+
+        return self._get("aesthetic_head", load)
+
+    def raft(self):
+        def load():
+            raft_large = _import_torchvision_raft()
+            model = raft_large(weights=None, progress=False)
+            sd = torch.load(self.weights_dir / RAFT_FILE, map_location="cpu", weights_only=True)
+            model.load_state_dict(sd)
+            return model.to(self.device).eval()
+
+        return self._get("raft", load)
+
+    def musiq(self):
+        def load():
+            try:
+                from pyiqa.archs.musiq_arch import MUSIQ
+            except Exception as e:  # noqa: BLE001 - pyiqa pulls torchvision, which may fail to import
+                raise SfppError(
+                    f"imaging_quality needs pyiqa (MUSIQ; PolyForm Noncommercial licence), which failed to import "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run: pip install 'sfpp[musiq]' "
+                    "with a torchvision that matches your torch"
+                ) from None
+            return MUSIQ(pretrained_model_path=str(self.weights_dir / MUSIQ_FILE)).to(self.device).eval()
+
+        return self._get("musiq", load)
+
+    # ---- batched encoders ----------------------------------------------------------------------
+    @torch.no_grad()
+    def _batched(self, fn, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(x[i : i + self.batch_size].to(self.device)).float().cpu() for i in range(0, len(x), self.batch_size)])
+
+    def dino_features(self, frames: np.ndarray) -> torch.Tensor:
+        m = self.dino()
+        return self._batched(lambda b: m(pixel_values=b, interpolate_pos_encoding=True).last_hidden_state[:, 0], dino_transform(frames))
+
+    def clip_image_features(self, model, frames: np.ndarray) -> torch.Tensor:
+        size = int(model.config.vision_config.image_size)
+        return self._batched(lambda b: _features(model.get_image_features(pixel_values=b)), clip_transform(frames, size))
+
+    @torch.no_grad()
+    def clip_text_features(self, text: str) -> torch.Tensor:
+        tok = self.clip_b32_tokenizer()
+        model = self.clip_b32()
+        max_len = int(model.config.text_config.max_position_embeddings)
+        enc = tok([text], padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        out = model.get_text_features(input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device))
+        return _features(out).float().cpu()
+
+
+def _import_torchvision_raft():
+    try:
+        from torchvision.models.optical_flow import raft_large
+    except Exception as e:  # noqa: BLE001 - a mismatched torchvision raises RuntimeError at import
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SfppError(
+            f"dynamic_degree (RAFT) needs torchvision, which failed to import ({reason}); install the torchvision "
+            f"build that matches torch {torch.__version__} (for a +cpu torch: pip install torchvision "
+            "--index-url https://download.pytorch.org/whl/cpu), or use dynamic_degree_proxy"
+        ) from None
+    return raft_large
+
+
+# ---- metrics: each takes the frames of one window ----------------------------------------------
+def subject_consistency(models: VBenchModels, frames: np.ndarray) -> float:
+    """VBench subject_consistency: DINO ViT-B/16 CLS features of every frame, first/previous formula."""
+    return consistency_score(models.dino_features(frames))
+
+
+def background_consistency(models: VBenchModels, frames: np.ndarray) -> float:
+    """VBench background_consistency: CLIP ViT-B/32 image embeddings of every frame, same formula."""
+    return consistency_score(models.clip_image_features(models.clip_b32(), frames))
+
+
+def clip_score(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
+    """VBench competition clip_score: 8 "middle" frames, mean cosine(frame, text) with CLIP B/32."""
+    idx = middle_frame_indices(8, len(frames))
+    img = F.normalize(models.clip_image_features(models.clip_b32(), frames[idx]), dim=-1)
+    txt = F.normalize(models.clip_text_features(prompt), dim=-1)
+    return float((img @ txt.T).mean())
+
+
+def aesthetic_quality(models: VBenchModels, frames: np.ndarray) -> float:
+    """VBench aesthetic_quality: L2-normalised CLIP ViT-L/14 embeddings -> LAION linear head -> /10, mean."""
+    model, head = models.clip_l14(), models.aesthetic_head()
+    emb = F.normalize(models.clip_image_features(model, frames), dim=-1)
+    if emb.shape[-1] != head.in_features:
+        raise SfppError(
+            f"{AESTHETIC_HEAD} expects {head.in_features}-d embeddings but {CLIP_L14_DIR} gives {emb.shape[-1]}; "
+            "use the ViT-L/14 CLIP folder"
+        )
+    with torch.no_grad():
+        scores = head(emb.to(models.device)).float().cpu().squeeze(-1) / 10.0
+    return float(scores.mean())
+
+
+def dynamic_degree(models: VBenchModels, frames: np.ndarray, fps: float, *, iters: int = 20) -> float:
+    """VBench dynamic_degree on one clip: 1.0 if moving else 0.0.
+
+    Frames every max(1, round(fps/8)); RAFT flow at full resolution (replicate-padded to /8, as
+    VBench's InputPadder); per pair the
+    mean of the top 5 % magnitudes; moving once round(4*N/16) pairs exceed 6*min(H,W)/256 px.
+    """
+    model = models.raft()
+    idx = list(range(0, len(frames), max(1, round(fps / 8))))
+    if len(idx) < 2:
+        return float("nan")
+    h, w = frames.shape[1:3]
+    thres = 6.0 * min(h, w) / 256.0
+    count_num = round(4 * len(idx) / 16.0)
+    x = _to_tensor(frames[idx]) / 127.5 - 1.0  # RAFT input range [-1, 1]
+    ph, pw = (-h) % 8, (-w) % 8
+    x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
+    counter = 0
+    with torch.no_grad():
+        for a in range(len(idx) - 1):
+            flow = model(x[a : a + 1].to(models.device), x[a + 1 : a + 2].to(models.device), num_flow_updates=iters)[-1]
+            # as VBench: the top-5 % is taken over the padded flow, the threshold on the original size
+            flow = flow[0].float().cpu()
+            mag = torch.sqrt(flow[0] ** 2 + flow[1] ** 2).reshape(-1)
+            k = max(1, int(mag.numel() * 0.05))
+            if float(mag.topk(k).values.mean()) > thres:
+                counter += 1
+            if counter >= count_num:
+                return 1.0
+    return 0.0
+
+
+def imaging_quality(models: VBenchModels, frames: np.ndarray) -> float:
+    """VBench imaging_quality: MUSIQ (SPAQ) per frame after 'longer' resize to <=512, mean, /100."""
+    model = models.musiq()
+    x = _to_tensor(frames)
+    h, w = x.shape[-2:]
+    if max(h, w) > 512:
+        s = 512.0 / max(h, w)
+        x = F.interpolate(x, size=(int(h * s), int(w * s)), mode="bilinear", align_corners=False, antialias=False)
+    x = x / 255.0
+    with torch.no_grad():
+        scores = [float(model(x[i : i + 1].to(models.device))) for i in range(len(x))]
+    return float(np.mean(scores)) / 100.0
+
+
+def torchvision_available() -> bool:
+    try:
+        _import_torchvision_raft()
+    except SfppError:
+        return False
+    return True
+
