@@ -84,6 +84,9 @@ def rollout(
     frame_start: int = 0,
     on_chunk: Callable[[ChunkResult], None] | None = None,
     keep: bool = True,
+    chunks: Sequence[int] | None = None,
+    start_step: int = 0,
+    init: Callable[[int, int], torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """Generate `num_frames` latent frames starting at `frame_start`.
 
@@ -98,6 +101,11 @@ def rollout(
         grad: gradient policy (see `GradPolicy`).
         on_chunk: called with each finished chunk (decode, write, statistics, training hooks).
         keep: return the concatenated latents; pass False to keep memory flat for long videos.
+        chunks: explicit chunk sizes (default: `chunk_sizes(num_frames, chunk_frames)`).
+        start_step: index of the first denoising step; chunks start at ``timesteps[start_step]``.
+        init: ``init(frame_start, n) -> (B, C, n, H, W)`` latents at ``timesteps[start_step]``
+            (default: pure noise, which requires ``start_step == 0``). Training uses this for
+            backward noise initialisation: a clean rollout re-noised to a level of the list.
 
     Returns:
         ``(B, C, num_frames, H, W)`` latents if `keep`, else None.
@@ -106,15 +114,22 @@ def rollout(
     if not ts:
         raise ValueError("timesteps must not be empty")
     exit_step = grad.exit_step % len(ts)
+    if not 0 <= start_step <= exit_step:
+        raise ValueError(f"start_step {start_step} must be between 0 and the exit step {exit_step}")
+    if start_step > 0 and init is None:
+        raise ValueError("start_step > 0 needs `init` latents at that noise level")
+    sizes = list(chunks) if chunks is not None else chunk_sizes(num_frames, chunk_frames)
+    if sum(sizes) != num_frames:
+        raise ValueError(f"chunk sizes {sizes} do not add up to {num_frames} frames")
     B = noise.batch_size
     dtype = next(model.parameters()).dtype
     outputs: list[torch.Tensor] = []
     f0 = frame_start
-    for ci, n in enumerate(chunk_sizes(num_frames, chunk_frames)):
+    for ci, n in enumerate(sizes):
         t_start = time.perf_counter()
-        x = noise.sample(f0, n, step=0)  # (B, C, n, H, W) float32
+        x = noise.sample(f0, n, step=0) if init is None else init(f0, n).float()  # (B, C, n, H, W)
         x0 = x
-        for k in range(exit_step + 1):
+        for k in range(start_step, exit_step + 1):
             t = ts[k]
             tt = torch.full((B, n), t, device=x.device, dtype=torch.float32)
             with torch.set_grad_enabled(grad.grad_for(ci) and k == exit_step):

@@ -37,7 +37,7 @@ def sigma_of(t: torch.Tensor | float) -> torch.Tensor | float:
 
 
 def x0_from_flow(x_t: torch.Tensor, flow: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-    """x0 = x_t - sigma * v (sigma broadcast over a (B, C, F, H, W) tensor if given per frame (B, F))."""
+    """x0 = x_t - sigma * v; t is a scalar, per sample (B,) or per frame (B, F) for (B, C, F, H, W) latents."""
     return x_t - _bcast(sigma_of(t), x_t) * flow
 
 
@@ -50,6 +50,8 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) ->
 def _bcast(s, like: torch.Tensor):
     if isinstance(s, torch.Tensor) and s.ndim == 2:  # (B, F) -> (B, 1, F, 1, 1)
         return s[:, None, :, None, None].to(like.dtype)
+    if isinstance(s, torch.Tensor) and s.ndim == 1 and like.ndim > 1:  # (B,) -> (B, 1, 1, 1, 1)
+        return s.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
     if isinstance(s, torch.Tensor):
         return s.to(like.dtype)
     return s

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sfpp.errors import SfppError
 
@@ -19,7 +20,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except SfppError as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(code=e.exit_code) from None
 
 

@@ -1,0 +1,99 @@
+"""`sfpp.distill(...)`: run the configured distillation stages, resumable, under accelerate.
+
+    sfpp distill --config examples/distill_debug.toml --budget 1x --out runs/debug
+    accelerate launch --num_processes 2 -m sfpp.cli.main distill --config ... --out ...
+
+Stages run in the order of ``[run].stages`` (or just ``stage``); each stage starts its student
+from the previous stage's export. Outputs under ``out``::
+
+    config.toml                      the resolved config (and inside every checkpoint)
+    <stage>/checkpoints/step_*/      resumable checkpoints (+ student safetensors)
+    <stage>/student.safetensors      final student (and student_ema.safetensors): `sfpp generate --checkpoint`
+    <stage>/log.jsonl, <stage>/tb/   losses per step; TensorBoard scalars
+    <stage>/samples/                 sample videos
+    cache/                           prompt embeddings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from sfpp.config_io import load_config, to_dict, to_toml
+from sfpp.errors import SfppError
+from sfpp.train.config import STAGES, DistillConfig, parse_budget
+
+
+def _accelerator(cfg: DistillConfig):
+    from accelerate import Accelerator
+
+    device = cfg.run.device
+    cpu = device == "cpu" or (device is None and not __import__("torch").cuda.is_available())
+    return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision)
+
+
+def distill(
+    config: str | os.PathLike | DistillConfig,
+    *,
+    stage: str | None = None,
+    budget: str = "1x",
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+    config_dir: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Run distillation. Returns {stage: exported student path}."""
+    if isinstance(config, DistillConfig):
+        cfg, cdir = config, Path(config_dir or ".")
+        name = "distill"
+    else:
+        cfg = load_config(DistillConfig, config)
+        cdir, name = Path(config).resolve().parent, Path(config).stem
+    mult = parse_budget(budget)
+    if stage is not None and stage not in STAGES:
+        raise SfppError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    stages = [stage] if stage else list(cfg.run.stages)
+    out = Path(out) if out else Path("runs") / name
+    if out.exists() and not out.is_dir():
+        raise SfppError(f"--out {out} is a file; give a folder")
+    # Validate the prompts file before any work.
+    from sfpp.train.data import read_prompt_file
+
+    prompts = Path(cfg.data.prompts).expanduser()
+    read_prompt_file(prompts if prompts.is_absolute() else cdir / prompts)
+    saved_cfg = out / "config.toml"
+    if not resume:
+        held = [s for s in STAGES if (out / s / "checkpoints" / "latest").is_file() or (out / s / "done.json").is_file()]
+        if held:
+            raise SfppError(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out")
+
+    acc = _accelerator(cfg)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = to_dict(cfg)
+        resolved["run"]["stages"] = stages
+        header = f"# resolved sfpp distill config (budget {budget})\n"
+        saved_cfg.write_text(header + to_toml(resolved))
+    acc.wait_for_everyone()
+
+    from sfpp.train.trainer import Distiller
+
+    results: dict[str, Path] = {}
+    prev: Path | None = None
+    order = list(STAGES)
+    for st in stages:
+        if prev is None:
+            # A single later stage starts from the previous stage's export when it exists.
+            earlier = [s for s in order[: order.index(st)] if (out / s / "student.safetensors").is_file()]
+            prev = out / earlier[-1] / "student.safetensors" if earlier else None
+        total = max(1, round(mult * cfg.base_steps(st)))
+        tr = Distiller(cfg, stage=st, out=out, total_steps=total, accelerator=acc, config_dir=cdir,
+                       resume=resume or (out / st / "done.json").is_file(), student_init=prev, on_log=on_log)
+        from sfpp.train.samples import write_sample
+
+        results[st] = tr.run(sample_fn=write_sample)
+        prev = results[st]
+    return results

@@ -1,0 +1,1 @@
+"""Distillation: ODE initialisation, Self-Forcing DMD and Self-Forcing++ extended DMD."""

@@ -1,0 +1,112 @@
+"""Units of the extended (Self-Forcing++) stage: window sampling, backward noise, N curriculum, gradient flow."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from sfpp.train.trainer import (backward_noise, lead_chunks, n_max_at, sample_rollout_length,
+                                sample_window_start)
+
+
+def test_window_start_uniform_over_every_position():
+    g = torch.Generator().manual_seed(0)
+    N, K, draws = 30, 6, 25000
+    counts = Counter(sample_window_start(g, N, K) for _ in range(draws))
+    assert sorted(counts) == list(range(N - K + 1))  # every start 0..N-K reachable, nothing else
+    expected = draws / (N - K + 1)
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 55  # 24 dof: p ~ 3e-4 would be ~55; a biased sampler lands far above
+    assert sample_window_start(g, K, K) == 0
+
+
+def test_window_start_beta12_prefers_early_windows_but_reaches_all():
+    g = torch.Generator().manual_seed(1)
+    starts = [sample_window_start(g, 30, 6, "beta12") for _ in range(20000)]
+    assert min(starts) == 0 and max(starts) == 24
+    assert sum(starts) / len(starts) < 24 / 2 * 0.8  # mean of Beta(1, 2) is 1/3
+
+
+def test_rollout_length_whole_chunks_between_k_and_nmax_and_ramp():
+    g = torch.Generator().manual_seed(2)
+    ns = {sample_rollout_length(g, k=6, n_max=18, chunk=3) for _ in range(2000)}
+    assert ns == {6, 9, 12, 15, 18}
+    assert n_max_at(0, k=6, n_max=30, n_max_start=None, ramp_steps=10, chunk=3) == 6
+    assert n_max_at(5, k=6, n_max=30, n_max_start=None, ramp_steps=10, chunk=3) == 18
+    assert n_max_at(99, k=6, n_max=30, n_max_start=None, ramp_steps=10, chunk=3) == 30
+    assert n_max_at(0, k=6, n_max=30, n_max_start=None, ramp_steps=0, chunk=3) == 30
+
+
+def test_backward_noise_formula():
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(2, 4, 3, 5, 6, generator=g), torch.randn(2, 4, 3, 5, 6, generator=g)
+    for t in (1000.0, 937.5, 625.0):
+        s = t / 1000
+        assert torch.allclose(backward_noise(x0, eps, t), (1 - s) * x0 + s * eps, atol=1e-6)
+    assert torch.equal(backward_noise(x0, eps, 1000.0), eps)
+
+
+def test_lead_chunks_align_the_window():
+    assert lead_chunks(0, 3) == []
+    assert lead_chunks(7, 3) == [1, 3, 3]
+    assert sum(lead_chunks(11, 3)) == 11 and lead_chunks(11, 3)[1:] == [3, 3, 3]
+
+
+@pytest.fixture(scope="module")
+def extended_trainer(tmp_path_factory):
+    from accelerate import Accelerator
+
+    from sfpp.config_io import load_config
+    from sfpp.train.config import DistillConfig
+    from sfpp.train.trainer import Distiller
+    from tests.train_helpers import write_config
+
+    d = tmp_path_factory.mktemp("ext")
+    cfg_path = write_config(d, rollout={"window": 6, "exit_step": "last"})
+    cfg = load_config(DistillConfig, cfg_path)
+    return Distiller(cfg, stage="extended", out=d / "run", total_steps=1, accelerator=Accelerator(cpu=True),
+                     config_dir=d, resume=False)
+
+
+def test_extended_gradient_only_through_window_exit_step_forwards(extended_trainer):
+    tr = extended_trainer
+    s = tr.nets.student
+    log = []
+    hook = s.register_forward_hook(
+        lambda m, args, kwargs, out: log.append((kwargs["frame_start"], torch.is_grad_enabled(), float(args[1].max()))),
+        with_kwargs=True)
+    try:
+        draws = {"N": 18, "window_start": 7, "exit_step": 3, "renoise_step": 1}
+        cond, _, _ = tr._batch(0)
+        text = s.encode_text(cond)
+        x = tr.generator_sample(text, tr._noise(11, 0), draws, with_grad=True)
+    finally:
+        hook.remove()
+    assert x.shape == (1, 16, 6, 4, 4) and x.requires_grad
+    grad_calls = [(f0, t) for f0, g, t in log if g]
+    # the window [7, 13) is two chunks (7, 10); each has exactly one grad forward, at the exit step (t = 625)
+    assert grad_calls == [(7, 625.0), (10, 625.0)]
+    # frames before the window were generated (context) without gradient, in chunks aligned to the window
+    prefix_starts = sorted({f0 for f0, g, _ in log if f0 < 7})
+    assert prefix_starts == [0, 1, 4]
+    # the re-denoise starts from the backward-noise level (index 1 = 937.5), not from pure noise
+    window_passes = [t for f0, g, t in log if f0 == 7]
+    assert 937.5 in window_passes and window_passes.count(1000.0) == 1  # the clean rollout pass only
+    s.zero_grad()
+    x.square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.parameters())
+    # the teacher and critic never receive gradient from the generator sample
+    assert all(p.grad is None for p in tr.nets.teacher.parameters())
+
+
+def test_generator_and_critic_updates_change_weights(extended_trainer):
+    tr = extended_trainer
+    before_s = {k: v.clone() for k, v in tr.nets.student.state_dict().items()}
+    before_c = {k: v.clone() for k, v in tr.nets.critic.state_dict().items()}
+    before_t = {k: v.clone() for k, v in tr.nets.teacher.state_dict().items()}
+    m = tr.train_step()
+    assert m["gen_loss"] > 0 and m["critic_loss"] > 0 and 6 <= m["N"] <= 18
+    assert any(not torch.equal(v, tr.nets.student.state_dict()[k]) for k, v in before_s.items())
+    assert any(not torch.equal(v, tr.nets.critic.state_dict()[k]) for k, v in before_c.items())
+    assert all(torch.equal(v, tr.nets.teacher.state_dict()[k]) for k, v in before_t.items())
+    assert tr.ema is not None and tr.step == 1
