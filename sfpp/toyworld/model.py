@@ -1,0 +1,82 @@
+"""The `toy` model family: the Wan classes at ToyWorld scale.
+
+* transformer: `WanTransformer3DModel` (4 layers, 4 heads x 32, ffn 384) on `PixelCodec` latents
+  (4x4 pixel patches of 2 frames -> 96 channels, 8x8 latents for a 32x32 frame);
+* text: a 2-layer `UMT5EncoderModel` (d_model 64, frozen, its weights shipped with the package)
+  and a word-level tokenizer built in code over ToyWorld's vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sfpp.codec import PixelCodec, PixelCodecConfig
+from sfpp.toyworld.world import toy_vocabulary
+
+TOY_CODEC = PixelCodecConfig(patch=4, frames=2, upscale=8)
+TOY_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=TOY_CODEC.channels,
+    out_channels=TOY_CODEC.channels,
+    text_dim=64,
+    freq_dim=256,
+    ffn_dim=384,
+    num_layers=4,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=1024,
+)
+TOY_TEXT = dict(
+    vocab_size=64,
+    d_model=64,
+    d_kv=16,
+    d_ff=128,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+    feed_forward_proj="gated-gelu",
+    dropout_rate=0.0,
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+)
+TOY_TEXT_LEN = 24
+TOY_WINDOW = 6  # latent frames = 12 pixel frames = 0.75 s: the teacher horizon K
+
+
+def toy_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for w in toy_vocabulary():
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=TOY_TEXT_LEN)
+
+
+def new_toy_transformer(seed: int = 0):
+    from diffusers import WanTransformer3DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return WanTransformer3DModel(**TOY_TRANSFORMER)
+
+
+def new_toy_text_encoder(seed: int = 0):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UMT5EncoderModel(UMT5Config(**TOY_TEXT)).eval()
+
+
+def toy_codec() -> PixelCodec:
+    return PixelCodec(TOY_CODEC)

@@ -1,0 +1,178 @@
+"""ToyWorld: a procedural world of coloured shapes moving over coloured or striped backgrounds.
+
+Small (32x32 native, 16 fps), cheap to render on a CPU, and rich enough that a short-horizon
+autoregressive student drifts: several objects with their own colours, shapes and velocities,
+bouncing off the walls, occluding each other, over a background that may be striped and slowly
+panning. Every clip comes with the prompt that describes it, e.g.
+"a red circle and a blue square bouncing on a black background".
+
+Frames are ``(F, H, W, 3)`` uint8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NATIVE = 32  # native resolution (pixels)
+FPS = 16
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 80, 240),
+    "yellow": (240, 220, 40),
+    "magenta": (220, 50, 220),
+    "cyan": (40, 220, 230),
+    "orange": (245, 140, 30),
+    "white": (245, 245, 245),
+}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (10, 10, 10),
+    "gray": (120, 120, 120),
+    "navy": (20, 25, 80),
+    "white": (240, 240, 240),
+    "brown": (110, 70, 35),
+}
+SHAPES = ("circle", "square", "triangle")
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    colour: str
+    shape: str
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What a prompt asks for."""
+
+    objects: tuple[ObjectSpec, ...]
+    background: str
+    striped: bool = False
+
+    @property
+    def prompt(self) -> str:
+        names = [f"a {o.colour} {o.shape}" for o in self.objects]
+        things = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        verb = "bouncing" if len(names) > 1 else "moving"
+        bg = f"a striped {self.background} background" if self.striped else f"a {self.background} background"
+        return f"{things} {verb} on {bg}"
+
+
+def parse_prompt(prompt: str) -> SceneSpec:
+    """Read a ToyWorld prompt back into a `SceneSpec` (unknown words are ignored)."""
+    words = prompt.lower().replace(",", " ").split()
+    objects, bg, striped = [], None, False
+    for i, w in enumerate(words):
+        if w == "background" and i > 0:
+            j = i - 1
+            if words[j] in BACKGROUNDS:
+                bg = words[j]
+                striped = j > 0 and words[j - 1] == "striped"
+        if w in SHAPES and i > 0 and words[i - 1] in COLOURS:
+            objects.append(ObjectSpec(words[i - 1], w))
+    return SceneSpec(tuple(objects), bg or "black", striped)
+
+
+@dataclass
+class _Obj:
+    spec: ObjectSpec
+    size: float
+    x: float
+    y: float
+    vx: float
+    vy: float
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    scene: SceneSpec
+    positions: np.ndarray = field(default=None)  # (F, n_objects, 2) centre x, y in pixels
+
+    @property
+    def prompt(self) -> str:
+        return self.scene.prompt
+
+
+def random_scene(rng: np.random.Generator, *, max_objects: int = 3, striped_p: float = 0.25,
+                 exclude: set[str] | None = None) -> SceneSpec:
+    """A random scene; `exclude` holds prompts not to produce (held-out test combinations)."""
+    for _ in range(1000):
+        n = int(rng.integers(1, max_objects + 1))
+        bg = str(rng.choice(list(BACKGROUNDS)))
+        palette = [c for c in COLOURS if not (c == "white" and bg == "white")]
+        cols = rng.choice(palette, size=n, replace=False)
+        objs = tuple(ObjectSpec(str(c), str(rng.choice(SHAPES))) for c in cols)
+        scene = SceneSpec(objs, bg, bool(rng.random() < striped_p))
+        if not exclude or scene.prompt not in exclude:
+            return scene
+    raise RuntimeError("could not draw a scene outside the excluded set")
+
+
+def _background(scene: SceneSpec, t: float, size: int, pan: float) -> np.ndarray:
+    base = np.array(BACKGROUNDS[scene.background], dtype=np.float32)
+    img = np.broadcast_to(base, (size, size, 3)).copy()
+    if scene.striped:
+        xs = np.arange(size, dtype=np.float32)[None, :] + pan * t
+        stripe = (np.floor(xs / 4) % 2 == 0).astype(np.float32)  # 4-px stripes, panning sideways
+        shade = np.where(base.mean() > 128, -40.0, 40.0)
+        img += stripe[..., None] * shade
+    return img
+
+
+def _mask(shape: str, cx: float, cy: float, r: float, size: int, ss: int = 4) -> np.ndarray:
+    """Anti-aliased coverage of a shape, by supersampling."""
+    g = (np.arange(size * ss, dtype=np.float32) + 0.5) / ss
+    X, Y = np.meshgrid(g, g)
+    if shape == "circle":
+        m = (X - cx) ** 2 + (Y - cy) ** 2 <= r * r
+    elif shape == "square":
+        m = (np.abs(X - cx) <= r * 0.85) & (np.abs(Y - cy) <= r * 0.85)
+    else:  # triangle pointing up
+        top, bottom = cy - r, cy + r * 0.8
+        half = (Y - top) / (bottom - top) * r
+        m = (Y >= top) & (Y <= bottom) & (np.abs(X - cx) <= half)
+    return m.reshape(size, ss, size, ss).mean(axis=(1, 3))
+
+
+def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, size: int = NATIVE,
+                speed: tuple[float, float] = (0.4, 1.2)) -> Clip:
+    """Render `num_frames` frames of `scene` with random start positions and velocities."""
+    objs = []
+    for spec in scene.objects:
+        r = float(rng.uniform(3.5, 5.5))
+        ang = float(rng.uniform(0, 2 * math.pi))
+        v = float(rng.uniform(*speed))
+        objs.append(_Obj(spec, r, float(rng.uniform(r, size - r)), float(rng.uniform(r, size - r)),
+                         v * math.cos(ang), v * math.sin(ang)))
+    pan = float(rng.uniform(0.2, 0.5)) * (1 if rng.random() < 0.5 else -1)
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    pos = np.empty((num_frames, len(objs), 2), dtype=np.float32)
+    for f in range(num_frames):
+        img = _background(scene, f, size, pan)
+        for k, o in enumerate(objs):
+            m = _mask(o.spec.shape, o.x, o.y, o.size, size)[..., None]
+            img = img * (1 - m) + m * np.array(COLOURS[o.spec.colour], dtype=np.float32)
+            pos[f, k] = (o.x, o.y)
+        frames[f] = np.clip(img, 0, 255).round().astype(np.uint8)
+        for o in objs:  # move and bounce off the walls
+            o.x += o.vx
+            o.y += o.vy
+            if o.x < o.size or o.x > size - o.size:
+                o.vx = -o.vx
+                o.x = min(max(o.x, o.size), size - o.size)
+            if o.y < o.size or o.y > size - o.size:
+                o.vy = -o.vy
+                o.y = min(max(o.y, o.size), size - o.size)
+    return Clip(frames, scene, pos)
+
+
+def toy_vocabulary() -> list[str]:
+    """Every word a ToyWorld prompt can contain (for the toy tokenizer)."""
+    words = {"a", "and", "on", "background", "bouncing", "moving", "striped"}
+    words |= set(COLOURS) | set(BACKGROUNDS) | set(SHAPES)
+    return sorted(words)

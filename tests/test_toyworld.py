@@ -1,0 +1,70 @@
+"""ToyWorld: the procedural world, its prompts, the oracle and the pixel codec."""
+
+import numpy as np
+import torch
+
+from sfpp.codec import PixelCodec, PixelCodecConfig
+from sfpp.toyworld.oracle import read_frame, score_video
+from sfpp.toyworld.teacher import held_out_prompts, render_pool
+from sfpp.toyworld.world import COLOURS, SceneSpec, ObjectSpec, parse_prompt, random_scene, render_clip
+
+
+def test_prompts_round_trip_and_clips_move():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        sc = random_scene(rng)
+        assert parse_prompt(sc.prompt) == sc
+        clip = render_clip(sc, 20, rng)
+        assert clip.frames.shape == (20, 32, 32, 3) and clip.frames.dtype == np.uint8
+        moved = np.abs(clip.positions[-1] - clip.positions[0]).max()
+        assert moved > 1.0  # objects move
+        assert (clip.positions >= 3.0).all() and (clip.positions <= 29.0).all()  # and bounce inside
+
+
+def test_oracle_reads_ground_truth_and_rejects_noise():
+    rng = np.random.default_rng(1)
+    fid, allc = [], []
+    for _ in range(30):
+        sc = random_scene(rng)
+        s = score_video(render_clip(sc, 16, rng).frames, sc.prompt)
+        fid.append(s["overall"]["fidelity"])
+        allc.append(s["overall"]["all_colours"])
+    assert np.mean(fid) > 0.95 and np.mean(allc) > 0.9
+    noise = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    assert score_video(noise, "a red circle on a black background")["overall"]["fidelity"] < 0.3
+
+
+def test_oracle_sees_wrong_colour_background_and_upscaled_frames():
+    rng = np.random.default_rng(2)
+    sc = SceneSpec((ObjectSpec("red", "circle"), ObjectSpec("blue", "square")), "black")
+    frames = render_clip(sc, 8, rng).frames
+    up = frames.repeat(8, axis=1).repeat(8, axis=2)  # 256x256 output
+    r = read_frame(up[0])
+    assert r.background == "black" and {"red", "blue"} <= set(r.colours)
+    wrong = score_video(frames, "a green circle and a blue square bouncing on a white background")["overall"]
+    assert wrong["colours_found"] == 0.5 and wrong["background_ok"] == 0.0
+    # exposure drift: brightening frames raise the brightness reading
+    bright = np.clip(frames.astype(int) + np.arange(8)[:, None, None, None] * 20, 0, 255).astype(np.uint8)
+    b = [w["brightness"] for w in score_video(bright, sc, window_s=0.125)["windows"]]
+    assert all(x < y for x, y in zip(b, b[1:]))
+
+
+def test_pixel_codec_round_trip_and_layout():
+    c = PixelCodec(PixelCodecConfig(patch=4, frames=2, upscale=3))
+    v = torch.rand(2, 3, 6, 12, 20) * 2 - 1
+    z = c.encode(v)
+    assert z.shape == (2, 96, 3, 3, 5)
+    assert torch.equal(c.decode_native(z), v)
+    # channel block of latent frame 1 holds pixel frame 2 (first of its pair), patch (0, 0)
+    assert torch.equal(z[:, 0, 1, 0, 0], v[:, 0, 2, 0, 0])
+    out = c.decode(z)
+    assert out.shape == (2, 3, 6, 36, 60)
+    assert torch.equal(out[:, :, :, ::3, ::3], v)
+    assert c.latent_frames(13) == 7 and c.pixel_frames(7) == 14 and c.spatial_factor == 12
+
+
+def test_held_out_prompts_never_rendered_for_training():
+    held = set(held_out_prompts())
+    assert len(held) == 20
+    _, prompts = render_pool(300, 4, seed=0, exclude=held)
+    assert not held & set(prompts)
