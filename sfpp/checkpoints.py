@@ -2,8 +2,9 @@
 
 A student checkpoint is a safetensors file of the diffusers `WanTransformer3DModel` state dict,
 with metadata ``sfpp_format`` and ``sfpp_config`` (the resolved JSON config that produced it),
-so a checkpoint describes itself. Foreign formats (Self-Forcing / CausVid / LongLive ``.pt``
-files in the original Wan layout) are converted by `sfpp.convert` (issue #7) into this format.
+so a checkpoint describes itself. Everything else goes through `sfpp.convert` on load: torch
+pickles (Self-Forcing / CausVid / LongLive ``.pt``, ``FILE#ENTRY`` to pick ``generator_ema``
+etc.), original-Wan-layout or prefixed safetensors, plain diffusers state dicts.
 """
 
 from __future__ import annotations
@@ -44,26 +45,38 @@ def save_student(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], c
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors student checkpoint -> (state dict, embedded config or {})."""
-    path = Path(path)
-    if not path.is_file():
-        raise SfppError(f"checkpoint {path} does not exist")
-    if path.suffix in (".pt", ".pth", ".bin"):
-        raise SfppError(
-            f"{path.name} is a torch pickle; sfpp loads .safetensors students. "
-            "Convert foreign Self-Forcing/CausVid checkpoints to safetensors first"
-        )
-    from safetensors import safe_open
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file of a checkpoint argument (``FILE`` or ``FILE#ENTRY``)."""
+    from sfpp.convert import split_entry
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for bad headers
-        raise SfppError(f"checkpoint {path} is not a readable safetensors file ({type(e).__name__})") from None
-    config = json.loads(meta["sfpp_config"]) if "sfpp_config" in meta else {}
-    return state, config
+    return split_entry(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a student checkpoint -> (diffusers-layout state dict, embedded config or {}).
+
+    sfpp students are read as they are; any other file (``FILE`` or ``FILE#ENTRY``) is converted
+    by `sfpp.convert.read_foreign` (pickles load with ``weights_only=True`` only).
+    """
+    from sfpp.convert import PICKLE_SUFFIXES, read_foreign, split_entry
+
+    file, entry = split_entry(path)
+    if not file.is_file():
+        raise SfppError(f"checkpoint {file} does not exist")
+    if entry is None and file.suffix.lower() not in PICKLE_SUFFIXES:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("sfpp_format") == FORMAT:
+                    state = {k: f.get_tensor(k) for k in f.keys()}
+                    config = json.loads(meta["sfpp_config"]) if "sfpp_config" in meta else {}
+                    return state, config
+        except Exception as e:  # safetensors raises its own error types for bad headers
+            raise SfppError(f"checkpoint {file} is not a readable safetensors file ({type(e).__name__})") from None
+    ck = read_foreign(path)
+    return ck.state, (ck.config or ck.describe())
 
 
 def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:

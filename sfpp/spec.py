@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from sfpp.causal import CausalWan
-from sfpp.checkpoints import file_sha256, load_into, read_checkpoint
+from sfpp.checkpoints import checkpoint_file, file_sha256, load_into, read_checkpoint
 from sfpp.errors import SfppError
 from sfpp.kv_cache import CacheConfig
 from sfpp.presets import DEBUG_TRANSFORMER, ModelPreset, get_preset, load_components, resolve_weights_dir
@@ -48,7 +48,8 @@ class VideoSpec:
     device: str | None = None
     dtype: str | None = None
     weights: str | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # FILE or FILE#ENTRY (foreign .pt files are converted on load)
+    lora: str | None = None  # LoRA adapter merged into the student after the checkpoint
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class ResolvedSpec:
     text_len: int
     weights: str | None
     checkpoint: str | None
+    lora: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -156,8 +158,10 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
             f"{num_frames / fps:.1f} s needs {latent_frames} latent frames but absolute RoPE has {rope_max} positions "
             f"(at most {max_seconds:.1f} s at {fps} fps); shorten the video or use --rope relative"
         )
-    if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
+    if spec.checkpoint is not None and not checkpoint_file(spec.checkpoint).is_file():
         raise SfppError(f"checkpoint {spec.checkpoint} does not exist")
+    if spec.lora is not None and not checkpoint_file(spec.lora).is_file():
+        raise SfppError(f"LoRA file {spec.lora} does not exist")
     return ResolvedSpec(
         model=preset.name,
         seed=int(spec.seed),
@@ -178,6 +182,7 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         text_len=preset.text_len,
         weights=str(resolve_weights_dir(spec.weights)) if preset.source != "build" else None,
         checkpoint=str(spec.checkpoint) if spec.checkpoint else None,
+        lora=str(spec.lora) if spec.lora else None,
     )
 
 
@@ -203,7 +208,13 @@ def load_model(rs: ResolvedSpec) -> LoadedModel:
     if rs.checkpoint:
         state, ckpt_cfg = read_checkpoint(rs.checkpoint)
         load_into(comps.transformer, state, source=rs.checkpoint)
-        sha = file_sha256(rs.checkpoint)
+        sha = file_sha256(checkpoint_file(rs.checkpoint))
+    if rs.lora:
+        from sfpp.convert import read_lora
+        from sfpp.lora import merge_lora
+
+        merged = merge_lora(comps.transformer.state_dict(), read_lora(rs.lora))
+        load_into(comps.transformer, merged, source=rs.lora)
     comps.to(rs.device, dtype)
     if rs.dtype != "float32":
         comps.text_encoder.to(dtype)

@@ -16,7 +16,14 @@ WeightsOpt = Annotated[
     typer.Option("--weights", help="Local diffusers-layout weights folder (or set SFPP_WEIGHTS).", show_default=False),
 ]
 CheckpointOpt = Annotated[
-    Optional[str], typer.Option("--checkpoint", help="Distilled student (.safetensors) to load.", show_default=False)
+    Optional[str],
+    typer.Option("--checkpoint", help="Student to load: sfpp .safetensors, or a Self-Forcing/CausVid/LongLive .pt "
+                 "(converted on load; FILE.pt#generator_ema picks an entry).", show_default=False),
+]
+LoraOpt = Annotated[
+    Optional[str],
+    typer.Option("--lora", help="LoRA adapter merged into the student (sfpp *_lora.safetensors, or LongLive "
+                 "lora.pt).", show_default=False),
 ]
 SecondsOpt = Annotated[Optional[float], typer.Option("--seconds", "-s", help="Video length in seconds.", show_default=False)]
 FramesOpt = Annotated[Optional[int], typer.Option("--frames", help="Video length in frames (instead of --seconds).", show_default=False)]

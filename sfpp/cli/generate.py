@@ -9,7 +9,7 @@ import typer
 
 from sfpp.cli._common import console, user_errors
 from sfpp.cli._options import (
-    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
+    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, LoraOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
     SinkOpt, StepsOpt, WeightsOpt, WidthOpt, WindowOpt,
 )
 from sfpp.cli._progress import frame_progress
@@ -27,6 +27,7 @@ def generate_cmd(
     model: ModelOpt = "debug",
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
+    lora: LoraOpt = None,
     window: WindowOpt = None,
     sink: SinkOpt = 0,
     rope: RopeOpt = "absolute",
@@ -42,7 +43,7 @@ def generate_cmd(
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
                          steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
-                         weights=weights, checkpoint=checkpoint)
+                         weights=weights, checkpoint=checkpoint, lora=lora)
         # Validate everything before any work or output.
         if not prompt.strip():
             raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from sfpp.cli import evaluate as _evaluate
+from sfpp.cli import convert as _convert
 from sfpp.cli import distill as _distill
 from sfpp.cli import generate as _generate
 from sfpp.cli import rollout as _rollout
@@ -23,6 +24,7 @@ app.command("generate")(_generate.generate_cmd)
 app.command("distill")(_distill.distill_cmd)
 app.command("rollout")(_rollout.rollout_cmd)
 app.command("evaluate")(_evaluate.evaluate_cmd)
+app.command("convert")(_convert.convert_cmd)
 
 
 def main() -> None:

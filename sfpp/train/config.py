@@ -112,6 +112,24 @@ class ExtendedSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoraSection:
+    """Train LoRA adapters (peft) on the student instead of its full weights; ``rank = 0`` is off.
+
+    Only the adapters train (the critic is unchanged); exports hold the merged student plus the
+    adapter alone (``student_lora.safetensors``, relative to the stage's starting student).
+    """
+
+    rank: int = 0
+    alpha: float | None = None  # None = rank (scale alpha / rank = 1)
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+    dropout: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunSection:
     stages: tuple[str, ...] = ("self-forcing", "extended")
     batch_size: int = 1  # per process and micro-batch
@@ -139,6 +157,7 @@ class DistillConfig:
     ode: ODESection = field(default_factory=ODESection)
     self_forcing: SelfForcingSection = field(default_factory=SelfForcingSection)
     extended: ExtendedSection = field(default_factory=ExtendedSection)
+    lora: LoraSection = field(default_factory=LoraSection)
     run: RunSection = field(default_factory=RunSection)
 
     def __post_init__(self) -> None:
@@ -147,6 +166,11 @@ class DistillConfig:
             raise SfppError(f"unknown stage(s) {bad} in [run].stages; choose from {', '.join(STAGES)}")
         if self.dmd.critic_ratio < 1 or self.run.batch_size < 1 or self.run.grad_accum < 1:
             raise SfppError("critic_ratio, batch_size and grad_accum must be >= 1")
+        lo = self.lora
+        if lo.rank < 0 or (lo.alpha is not None and lo.alpha <= 0) or not 0.0 <= lo.dropout < 1.0:
+            raise SfppError("[lora] needs rank >= 0 (0 = off), alpha > 0 and 0 <= dropout < 1")
+        if lo.enabled and not lo.target_modules:
+            raise SfppError("[lora].target_modules is empty; name the student's linear layers, e.g. [\"to_q\", \"to_v\"]")
 
     def base_steps(self, stage: str) -> int:
         return {"ode": self.ode.base_steps, "self-forcing": self.self_forcing.base_steps,

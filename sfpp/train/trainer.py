@@ -43,7 +43,7 @@ from sfpp.presets import get_preset, load_components, load_diffusers_components
 from sfpp.rollout import GradPolicy, chunk_sizes, rollout
 from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
 from sfpp.text import encode_prompts
-from sfpp.train.config import DistillConfig
+from sfpp.train.config import DistillConfig, LoraSection
 from sfpp.train.data import PromptEmbeddings, read_prompt_file
 from sfpp.train.dmd import cfg_flow, critic_flow_loss, dmd_direction, dmd_loss, sample_dmd_timesteps
 from sfpp.train.state import CheckpointManager
@@ -145,6 +145,12 @@ def build_networks(cfg: DistillConfig, *, stage: str, config_dir: Path, student_
     teacher.requires_grad_(False).eval()
     student = CausalWan(student_tr)
     student.requires_grad_(True).train()
+    if cfg.lora.enabled:  # adapters from outside the model; freezes every base weight
+        from sfpp.lora import add_lora
+
+        lo = cfg.lora
+        add_lora(student_tr, rank=lo.rank, alpha=lo.alpha, target_modules=lo.target_modules, dropout=lo.dropout,
+                 seed=cfg.run.seed)
     student.gradient_checkpointing = cfg.run.gradient_checkpointing
     for m in (teacher, critic, student):
         if m is not None:
@@ -209,7 +215,8 @@ class Distiller:
         s = self.nets.student
         lr = cfg.ode.lr if stage == "ode" else cfg.optim.gen_lr
         o = cfg.optim
-        self.opt_g = torch.optim.AdamW(s.parameters(), lr=lr, betas=o.betas, weight_decay=o.weight_decay)
+        trainable = [p for p in s.parameters() if p.requires_grad]  # all weights, or only the LoRA adapters
+        self.opt_g = torch.optim.AdamW(trainable, lr=lr, betas=o.betas, weight_decay=o.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._warmup)
         self.opt_c = self.sched_c = None
         if self.nets.critic is not None:
@@ -436,8 +443,9 @@ class Distiller:
             raise SfppError(f"the checkpoint in {self.dir} is not an sfpp {self.stage} checkpoint; start a new --out")
         saved = json.loads(st["config"])
         mine = to_dict(self.cfg)
-        for section in ("model", "rollout"):
-            if saved.get(section) != mine.get(section):
+        off = to_dict(LoraSection())  # checkpoints from before [lora] existed trained full weights
+        for section in ("model", "rollout", "lora"):
+            if saved.get(section, off if section == "lora" else None) != mine.get(section):
                 diff = [k for k in mine[section] if saved.get(section, {}).get(k) != mine[section][k]]
                 raise SfppError(f"cannot resume: the checkpoint was trained with different [{section}] settings "
                                 f"({', '.join(diff)}); restore them or use a new --out")
@@ -460,29 +468,50 @@ class Distiller:
 
     def export_config(self) -> dict[str, Any]:
         """Embedded in exported students: enough for `sfpp generate --checkpoint` to describe it."""
-        return {"model": self.cfg.model.preset, "stage": self.stage, "step": self.step,
-                "window": self.K, "chunk_frames": self.chunk, "timesteps": self.timesteps,
-                "rope": self.cfg.rollout.rope, "distill_config": to_dict(self.cfg)}
+        cfg = {"model": self.cfg.model.preset, "stage": self.stage, "step": self.step,
+               "window": self.K, "chunk_frames": self.chunk, "timesteps": self.timesteps,
+               "rope": self.cfg.rollout.rope, "distill_config": to_dict(self.cfg)}
+        if self.cfg.lora.enabled:
+            cfg["lora"] = {**to_dict(self.cfg.lora), "merged": True}
+        return cfg
+
+    def export_weights(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Plain diffusers-layout student weights: with LoRA, the adapters merged into the base."""
+        if not self.cfg.lora.enabled:
+            return state
+        from sfpp.lora import lora_scale, merge_injected_state
+
+        return merge_injected_state(state, lora_scale(self.cfg.lora.rank, self.cfg.lora.alpha))
 
     def save_checkpoint(self) -> Path | None:
         path = None
         if self.acc.is_main_process:
-            exports = {"student": (self.nets.student.transformer.state_dict(), self.export_config())}
+            exports = {"student": (self.export_weights(self.nets.student.transformer.state_dict()),
+                                   self.export_config())}
             if self.ema is not None:
-                exports["student_ema"] = (self.ema, self.export_config())
+                exports["student_ema"] = (self.export_weights(self.ema), self.export_config())
             path = self.ckpt.save(self.step, self.state(), exports)
         self.acc.wait_for_everyone()
         return path
 
     def export_final(self) -> Path:
-        """`<stage>/student.safetensors` (+ `student_ema.safetensors`) and `done.json`."""
+        """`<stage>/student.safetensors` (+ `student_ema.safetensors`, and with LoRA the adapter
+        alone, `student_lora.safetensors`) and `done.json`."""
         from sfpp.checkpoints import save_student
 
         if self.acc.is_main_process:
-            save_student(self.dir / "student.safetensors", self.nets.student.transformer.state_dict(),
-                         self.export_config())
+            sd = self.nets.student.transformer.state_dict()
+            save_student(self.dir / "student.safetensors", self.export_weights(sd), self.export_config())
             if self.ema is not None:
-                save_student(self.dir / "student_ema.safetensors", self.ema, self.export_config())
+                save_student(self.dir / "student_ema.safetensors", self.export_weights(self.ema),
+                             self.export_config())
+            if self.cfg.lora.enabled:
+                from sfpp.lora import save_adapter
+
+                lo = self.cfg.lora
+                adapter_cfg = {**self.export_config(), "lora": {**to_dict(lo), "merged": False}}
+                save_adapter(self.dir / "student_lora.safetensors", sd, rank=lo.rank, alpha=lo.alpha,
+                             target_modules=lo.target_modules, config=adapter_cfg)
             (self.dir / "done.json").write_text(json.dumps({"step": self.step}) + "\n")
         self.acc.wait_for_everyone()
         return self.dir / "student.safetensors"
