@@ -11,6 +11,11 @@ it unchanged) and re-implements only the forward:
 * the prompt's cross-attention K/V computed once per prompt (`TextContext`);
 * self-attention K/V read from and written to a caller-owned `RollingKVCache`.
 
+The per-block computation is one pure function, `block_forward` (tensors in, tensors out; the
+cache is read before it and written after it), so `CausalWan.compile_blocks()` can hand it to
+`torch.compile` once for all blocks: one graph per distinct (context, chunk) shape, a number
+bounded by ``window / chunk`` (see `context_shapes`), and no recompiles once the window is full.
+
 Tensor layouts: latents are ``(B, C, F, H, W)`` (diffusers/VAE layout) at every public
 boundary; tokens are ``(B, L, D)`` with frame-major order ``L = F * H' * W'``; attention
 heads are ``(B, L, heads, head_dim)`` as in diffusers' processors; timesteps are
@@ -27,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfpp.errors import SfppError
-from sfpp.kv_cache import CacheConfig, PassPlan, RollingKVCache
+from sfpp.kv_cache import CacheConfig, PassPlan, RollingKVCache, context_lengths
 
 
 @dataclass
@@ -70,8 +75,57 @@ class CausalWan(nn.Module):
         self.num_layers = cfg.num_layers
         self.in_channels = cfg.in_channels
         self.gradient_checkpointing = False
+        self._block_impl = block_forward  # replaced by a compiled version in `compile_blocks`
+        self._rope_memo: dict = {}  # (positions, pph, ppw) -> (cos, sin); the passes of a chunk share it
+
+    # ------------------------------------------------------------------ fast paths
+    def fuse_qkv(self, *, drop_unfused: bool = True) -> "CausalWan":
+        """Fuse Q/K/V (self-attention) and K/V (cross-attention) into one linear each.
+
+        Uses diffusers' `WanAttention.fuse_projections()`; the forward then uses ``to_qkv`` /
+        ``to_kv``. ``drop_unfused`` deletes the now-unused ``to_k``/``to_v`` (and self-attention
+        ``to_q``) so the weights are not held twice; the state dict is then no longer
+        diffusers' (do it for inference only, after loading).
+        """
+        for block in self.transformer.blocks:
+            for attn in (block.attn1, block.attn2):
+                attn.fuse_projections()
+                if drop_unfused:
+                    names = ("to_k", "to_v") if attn.is_cross_attention else ("to_q", "to_k", "to_v")
+                    for name in names:
+                        if name in attn._modules:
+                            del attn._modules[name]
+        self._rope_memo.clear()
+        return self
+
+    def compile_blocks(self, *, backend: str = "inductor", mode: str | None = None, max_shapes: int = 64) -> "CausalWan":
+        """`torch.compile` the repeated transformer block (one compiled function for all blocks).
+
+        Shapes are static (``dynamic=False``): each distinct (context length, chunk length) pair
+        compiles once and is then reused by every block and every later chunk. While the window
+        fills the context grows chunk by chunk, so there are at most ``window / chunk + 1`` such
+        pairs (`context_shapes` lists them); after that the shapes never change and nothing
+        recompiles. ``max_shapes`` raises dynamo's recompile limit to allow that many.
+        """
+        import torch._dynamo
+
+        cfg = torch._dynamo.config
+        name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+        setattr(cfg, name, max(getattr(cfg, name), max_shapes))
+        self._block_impl = torch.compile(block_forward, dynamic=False, fullgraph=True, backend=backend, mode=mode)
+        return self
+
+    @property
+    def compiled(self) -> bool:
+        return self._block_impl is not block_forward
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (of the patch embedding). Not ``next(parameters())``: with Wan's fp32
+        islands the first parameter (``scale_shift_table``) stays float32 in a bf16 model."""
+        return self.transformer.patch_embedding.weight.dtype
+
     @property
     def rope_max_frames(self) -> int:
         return int(self.transformer.rope.max_seq_len)
@@ -97,12 +151,23 @@ class CausalWan(nn.Module):
             num_heads=self.num_heads,
             head_dim=self.head_dim,
             tokens_per_frame=self.tokens_per_frame(*latent_hw),
-            dtype=dtype or p.dtype,
+            dtype=dtype or self.dtype,
             device=device or p.device,
         )
 
     def rope(self, positions: Sequence[int] | torch.Tensor, pph: int, ppw: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin of shape ``(1, len(positions) * pph * ppw, 1, head_dim)`` at the given frame positions."""
+        key = (tuple(int(p) for p in positions), pph, ppw)
+        hit = self._rope_memo.get(key)
+        if hit is not None and hit[0].device == self.transformer.rope.freqs_cos.device:
+            return hit
+        out = self._rope(key[0], pph, ppw)
+        if len(self._rope_memo) >= 8:
+            self._rope_memo.pop(next(iter(self._rope_memo)))
+        self._rope_memo[key] = out
+        return out
+
+    def _rope(self, positions: tuple[int, ...], pph: int, ppw: int) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.transformer.rope
         pos = torch.as_tensor(positions, dtype=torch.long, device=r.freqs_cos.device)
         if pos.numel() and int(pos.max()) >= r.max_seq_len:
@@ -125,6 +190,7 @@ class CausalWan(nn.Module):
     def encode_text(self, encoder_hidden_states: torch.Tensor) -> TextContext:
         """Project a prompt batch ``(B, L_txt, text_dim)`` into per-layer cross-attention K/V (once per prompt)."""
         tr = self.transformer
+        encoder_hidden_states = encoder_hidden_states.to(self.dtype)
         ctx = tr.condition_embedder.text_embedder(encoder_hidden_states)  # (B, L_txt, D)
         ks, vs = [], []
         for block in tr.blocks:
@@ -214,7 +280,7 @@ class CausalWan(nn.Module):
             raise ValueError(f"timestep must be (B, F) = {(B, f)}, got {tuple(timestep.shape)}")
 
         cos, sin = self.rope(positions, pph, ppw)  # (1, L, 1, Dh)
-        h = tr.patch_embedding(x)  # (B, D, f, H', W')
+        h = tr.patch_embedding(x.to(self.dtype))  # (B, D, f, H', W')
         h = h.flatten(2).transpose(1, 2).contiguous()  # (B, L, D), L = f * H' * W'
         D = h.shape[-1]
 
@@ -246,40 +312,91 @@ class CausalWan(nn.Module):
         return h.flatten(6, 7).flatten(4, 5).flatten(2, 3)  # (B, C, f, H, W)
 
     def _block(self, i, block, h, tproj, text: TextContext, cos, sin, attn, f: int, hw: int) -> torch.Tensor:
-        B, L, D = h.shape
-        mod = block.scale_shift_table.view(1, 1, 6, D) + tproj.float()  # (B, f, 6, D) float32
-        shift, scale, gate, c_shift, c_scale, c_gate = mod.chunk(6, dim=2)  # each (B, f, 1, D)
-
-        def modulate(norm, sh, sc):
-            return (norm(h.float()).view(B, f, hw, D) * (1 + sc) + sh).view(B, L, D).type_as(h)
-
-        # 1. Self-attention (block-causal through `attn`).
-        a = block.attn1
-        n = modulate(block.norm1, shift, scale)
-        if getattr(a, "fused_projections", False):
-            q, k, v = a.to_qkv(n).chunk(3, dim=-1)
-        else:
-            q, k, v = a.to_q(n), a.to_k(n), a.to_v(n)
-        q = a.norm_q(q).unflatten(2, (a.heads, -1))  # (B, L, H, Dh)
-        k = a.norm_k(k).unflatten(2, (a.heads, -1))
-        v = v.unflatten(2, (a.heads, -1))
-        out = attn(i, q, k, v, cos, sin)  # (B, L, H, Dh)
-        out = a.to_out[1](a.to_out[0](out.flatten(2, 3).type_as(q)))
-        h = (h.float() + (out.view(B, f, hw, D) * gate).view(B, L, D)).type_as(h)
-
-        # 2. Cross-attention with the prompt's precomputed K/V.
-        c = block.attn2
-        n = block.norm2(h.float()).type_as(h)
-        q = c.norm_q(c.to_q(n)).unflatten(2, (c.heads, -1))
-        out = _sdpa(q, text.k[i], text.v[i])
-        out = c.to_out[1](c.to_out[0](out.flatten(2, 3).type_as(q)))
-        h = h + out
-
-        # 3. Feed-forward.
-        n = modulate(block.norm3, c_shift, c_scale)
-        ff = block.ffn(n)
-        h = (h.float() + (ff.float().view(B, f, hw, D) * c_gate).view(B, L, D)).type_as(h)
+        k_ctx, v_ctx = attn.context(i)  # read before the block: the chunk's own slots are not in it
+        ctx_cos, ctx_sin = attn.ctx_rope
+        h, k_store, v = self._block_impl(block, h, tproj, text.k[i], text.v[i], cos, sin, f, hw,
+                                         k_ctx, v_ctx, ctx_cos, ctx_sin, attn.mask, attn.store_rotated)
+        attn.store(i, k_store, v)
         return h
+
+
+def block_forward(
+    block: nn.Module,
+    h: torch.Tensor,
+    tproj: torch.Tensor,
+    text_k: torch.Tensor,
+    text_v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    f: int,
+    hw: int,
+    k_ctx: torch.Tensor | None = None,
+    v_ctx: torch.Tensor | None = None,
+    ctx_cos: torch.Tensor | None = None,
+    ctx_sin: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    store_rotated: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Wan block over a chunk's tokens: a pure function (no cache access), so it compiles.
+
+    Args:
+        block: a diffusers `WanTransformerBlock`.
+        h: tokens ``(B, L, D)``, ``L = f * hw``.
+        tproj: per-frame time projection ``(B, f, 6, D)``.
+        text_k, text_v: the prompt's cross-attention K/V for this block ``(B, L_txt, H, Dh)``.
+        cos, sin: RoPE of the chunk's tokens ``(1, L, 1, Dh)``.
+        k_ctx, v_ctx: cached context K/V ``(B, S_ctx, H, Dh)`` or None (the chunk sees only itself).
+        ctx_cos, ctx_sin: RoPE for un-rotated context keys (relative policy), else None.
+        mask: boolean ``(L, L)`` mask (full-sequence forward), True = attend; None = no mask
+            (the cached path never needs one, so fused SDPA kernels apply).
+        store_rotated: return the chunk's keys rotated (absolute policy) or un-rotated (relative).
+
+    Returns:
+        ``(h, k, v)``: the block output ``(B, L, D)`` and the chunk's K/V ``(B, L, H, Dh)`` to cache.
+    """
+    B, L, D = h.shape
+    mod = block.scale_shift_table.view(1, 1, 6, D) + tproj.float()  # (B, f, 6, D) float32
+    shift, scale, gate, c_shift, c_scale, c_gate = mod.chunk(6, dim=2)  # each (B, f, 1, D)
+
+    def modulate(norm, sh, sc):
+        return (norm(h.float()).view(B, f, hw, D) * (1 + sc) + sh).view(B, L, D).type_as(h)
+
+    # 1. Self-attention: block-causal through the context (cached path) or the mask (full path).
+    a = block.attn1
+    n = modulate(block.norm1, shift, scale)
+    if getattr(a, "fused_projections", False):
+        q, k, v = a.to_qkv(n).chunk(3, dim=-1)
+    else:
+        q, k, v = a.to_q(n), a.to_k(n), a.to_v(n)
+    q = a.norm_q(q).unflatten(2, (a.heads, -1))  # (B, L, H, Dh)
+    k = a.norm_k(k).unflatten(2, (a.heads, -1))
+    v = v.unflatten(2, (a.heads, -1))
+    q = _rotate(q, cos, sin)
+    k_rot = _rotate(k, cos, sin)
+    if k_ctx is None:
+        out = _sdpa(q, k_rot, v, mask)
+    else:
+        if ctx_cos is not None:  # relative policy: context keys are stored un-rotated
+            k_ctx = _rotate(k_ctx, ctx_cos, ctx_sin)
+        k_all = torch.cat([k_ctx.to(k_rot.dtype), k_rot], dim=1)  # (B, S_ctx + L, H, Dh)
+        v_all = torch.cat([v_ctx.to(v.dtype), v], dim=1)
+        out = _sdpa(q, k_all, v_all, mask)
+    out = a.to_out[1](a.to_out[0](out.flatten(2, 3).type_as(q)))
+    h = (h.float() + (out.view(B, f, hw, D) * gate).view(B, L, D)).type_as(h)
+
+    # 2. Cross-attention with the prompt's precomputed K/V.
+    c = block.attn2
+    n = block.norm2(h.float()).type_as(h)
+    q = c.norm_q(c.to_q(n)).unflatten(2, (c.heads, -1))
+    out = _sdpa(q, text_k, text_v)
+    out = c.to_out[1](c.to_out[0](out.flatten(2, 3).type_as(q)))
+    h = h + out
+
+    # 3. Feed-forward.
+    n = modulate(block.norm3, c_shift, c_scale)
+    ff = block.ffn(n)
+    h = (h.float() + (ff.float().view(B, f, hw, D) * c_gate).view(B, L, D)).type_as(h)
+    return h, (k_rot if store_rotated else k), v
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -294,44 +411,58 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
 class _SelfAttnOnly:
     """The chunk attends to itself only (no cache): a bidirectional forward over the chunk."""
 
-    def __call__(self, layer, q, k, v, cos, sin):
-        return _sdpa(_rotate(q, cos, sin), _rotate(k, cos, sin), v)
+    mask = None
+    ctx_rope = (None, None)
+    store_rotated = True
+
+    def context(self, layer):
+        return None, None
+
+    def store(self, layer, k, v):
+        pass
 
 
-class _MaskedAttn:
+class _MaskedAttn(_SelfAttnOnly):
     """Full sequence with a boolean mask ``(L, L)``, True = attend."""
 
     def __init__(self, mask: torch.Tensor):
         self.mask = mask
 
-    def __call__(self, layer, q, k, v, cos, sin):
-        return _sdpa(_rotate(q, cos, sin), _rotate(k, cos, sin), v, self.mask)
-
 
 class _CachedAttn:
-    """Current chunk attends to the cache context plus itself; writes its K/V to the cache."""
+    """Current chunk attends to the cache context plus itself; its K/V are written to the cache."""
+
+    mask = None
 
     def __init__(self, cache: RollingKVCache, plan: PassPlan, model: CausalWan, grid: tuple[int, int]):
         self.cache, self.plan = cache, plan
-        self._ctx_rope = None
-        if cache.config.rope == "relative" and plan.ctx_frames:
-            # Context keys are stored un-rotated; rotate them at their window positions.
-            self._ctx_rope = model.rope(plan.ctx_positions, *grid)
+        # Absolute: keys are stored rotated at their frame index. Relative: stored un-rotated and
+        # the context is rotated at its window positions at every pass.
+        self.store_rotated = cache.config.rope == "absolute"
+        self.ctx_rope = (None, None)
+        if not self.store_rotated and plan.ctx_frames:
+            self.ctx_rope = model.rope(plan.ctx_positions, *grid)
 
-    def __call__(self, layer, q, k, v, cos, sin):
-        cache, plan = self.cache, self.plan
-        q = _rotate(q, cos, sin)
-        k_rot = _rotate(k, cos, sin)
-        k_ctx, v_ctx = cache.context(layer, plan)  # (B, S_ctx, H, Dh)
-        if plan.ctx_frames and self._ctx_rope is not None:
-            k_ctx = _rotate(k_ctx, *self._ctx_rope)
-        # Absolute: store keys rotated at their frame index. Relative: store them un-rotated.
-        cache.write(layer, plan, k_rot if cache.config.rope == "absolute" else k, v)
-        if not plan.ctx_frames:
-            return _sdpa(q, k_rot, v)
-        k_all = torch.cat([k_ctx.to(k_rot.dtype), k_rot], dim=1)  # (B, S_ctx + L, H, Dh)
-        v_all = torch.cat([v_ctx.to(v.dtype), v], dim=1)
-        return _sdpa(q, k_all, v_all)
+    def context(self, layer):
+        if not self.plan.ctx_frames:
+            return None, None
+        return self.cache.context(layer, self.plan)  # (B, S_ctx, H, Dh) views
+
+    def store(self, layer, k, v):
+        self.cache.write(layer, self.plan, k, v)
+
+
+def context_shapes(config: CacheConfig, chunk_sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """The distinct ``(context frames, chunk frames)`` pairs a rollout with these chunks runs.
+
+    With static shapes this is the number of graphs `CausalWan.compile_blocks` compiles; it is
+    reached once the window is full and never grows after that.
+    """
+    seen: list[tuple[int, int]] = []
+    for key in zip(context_lengths(config, list(chunk_sizes)), chunk_sizes):
+        if key not in seen:
+            seen.append(key)
+    return seen
 
 
 def block_causal_frame_mask(

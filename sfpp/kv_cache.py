@@ -234,3 +234,16 @@ class RollingKVCache:
             raise ValueError(f"chunk K has {k.shape[1]} tokens, expected {s1 - s0}")
         self._k[layer][:, s0:s1] = k.detach()
         self._v[layer][:, s0:s1] = v.detach()
+
+
+def context_lengths(config: CacheConfig, chunk_sizes: list[int] | tuple[int, ...]) -> list[int]:
+    """Context frames each chunk of a rollout attends to (besides itself), from a dry run of `plan`.
+
+    Grows by one chunk per chunk while the window fills, then stays at its maximum.
+    """
+    sim = RollingKVCache(config, num_layers=0, batch_size=1, num_heads=1, head_dim=1, tokens_per_frame=1)
+    out, f0 = [], 0
+    for n in chunk_sizes:
+        out.append(len(sim.plan(f0, n).ctx_frames))
+        f0 += n
+    return out

@@ -234,3 +234,48 @@ def load_components(preset: ModelPreset, *, weights: str | os.PathLike | None = 
         assert preset.build is not None
         return preset.build()
     return load_diffusers_components(resolve_weights_dir(weights), dtype=dtype)
+
+
+# ---------------------------------------------------------------------- random full-size models (benchmarks)
+# Transformer configs of the released Wan2.1 T2V checkpoints (diffusers field names).
+_WAN_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, freq_dim=256, cross_attn_norm=True,
+                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+FULL_SIZE_TRANSFORMERS: dict[str, dict[str, Any]] = {
+    "wan2.1-t2v-1.3b": dict(_WAN_COMMON, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
+                            num_layers=30, text_dim=4096),
+    "wan2.1-t2v-14b": dict(_WAN_COMMON, num_attention_heads=40, attention_head_dim=128, ffn_dim=13824,
+                           num_layers=40, text_dim=4096),
+}
+
+
+def full_size_transformer_config(name: str) -> dict[str, Any]:
+    """The `WanTransformer3DModel` config of a preset, without weights (`debug`: the tiny one)."""
+    preset = get_preset(name)
+    if preset.source == "build":
+        return dict(DEBUG_TRANSFORMER)
+    return dict(FULL_SIZE_TRANSFORMERS[preset.name])
+
+
+def build_random_components(name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                            seed: int = 0) -> Components:
+    """A random-initialised transformer and VAE of a preset's full size, built on `device`.
+
+    Costs the same to run as the real weights, so speed can be measured without them. There is
+    no text encoder (``text_encoder``/``tokenizer`` are None): callers feed random text
+    embeddings of shape ``(B, text_len, text_dim)``. ``dtype`` other than float32 casts the
+    transformer except the modules Wan keeps in float32 (`_keep_in_fp32_modules`, as
+    ``from_pretrained(torch_dtype=...)`` does); the VAE stays float32, as in `load_model`.
+    """
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+    preset = get_preset(name)
+    cfg = full_size_transformer_config(name)
+    vae_cfg = DEBUG_VAE if preset.source == "build" else {}  # diffusers' defaults are Wan2.1's VAE
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        transformer = WanTransformer3DModel(**cfg)
+        vae = AutoencoderKLWan(**vae_cfg)
+    if dtype != torch.float32:
+        _cast_keep_fp32(transformer, dtype)
+    return Components(transformer.eval(), vae.eval(), None, None,
+                      source=f"{preset.name} config, random init (seed {seed}), no weights")

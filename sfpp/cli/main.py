@@ -6,8 +6,9 @@ import sys
 
 import typer
 
-from sfpp.cli import evaluate as _evaluate
+from sfpp.cli import bench as _bench
 from sfpp.cli import convert as _convert
+from sfpp.cli import evaluate as _evaluate
 from sfpp.cli import distill as _distill
 from sfpp.cli import generate as _generate
 from sfpp.cli import rollout as _rollout
@@ -25,6 +26,7 @@ app.command("distill")(_distill.distill_cmd)
 app.command("rollout")(_rollout.rollout_cmd)
 app.command("evaluate")(_evaluate.evaluate_cmd)
 app.command("convert")(_convert.convert_cmd)
+app.command("bench")(_bench.bench_cmd)
 
 
 def main() -> None:
