@@ -294,13 +294,9 @@ class CausalWan(nn.Module):
         tproj = ce.time_proj(ce.act_fn(temb)).view(B, f, 6, D)  # (B, f, 6, D)
         temb = temb.view(B, f, D)
 
+        ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
         for i, block in enumerate(tr.blocks):
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = torch.utils.checkpoint.checkpoint(
-                    self._block, i, block, h, tproj, text, cos, sin, attn, f, hw, use_reentrant=False
-                )
-            else:
-                h = self._block(i, block, h, tproj, text, cos, sin, attn, f, hw)
+            h = self._block(i, block, h, tproj, text, cos, sin, attn, f, hw, checkpoint=ckpt)
 
         # Output layer with per-frame shift/scale.
         shift, scale = (tr.scale_shift_table.view(1, 1, 2, D) + temb.unsqueeze(2)).chunk(2, dim=2)  # (B, f, 1, D)
@@ -311,11 +307,20 @@ class CausalWan(nn.Module):
         h = h.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, f, p_t, H', p_h, W', p_w)
         return h.flatten(6, 7).flatten(4, 5).flatten(2, 3)  # (B, C, f, H, W)
 
-    def _block(self, i, block, h, tproj, text: TextContext, cos, sin, attn, f: int, hw: int) -> torch.Tensor:
+    def _block(self, i, block, h, tproj, text: TextContext, cos, sin, attn, f: int, hw: int,
+               checkpoint: bool = False) -> torch.Tensor:
         k_ctx, v_ctx = attn.context(i)  # read before the block: the chunk's own slots are not in it
         ctx_cos, ctx_sin = attn.ctx_rope
-        h, k_store, v = self._block_impl(block, h, tproj, text.k[i], text.v[i], cos, sin, f, hw,
-                                         k_ctx, v_ctx, ctx_cos, ctx_sin, attn.mask, attn.store_rotated)
+        args = (block, h, tproj, text.k[i], text.v[i], cos, sin, f, hw,
+                k_ctx, v_ctx, ctx_cos, ctx_sin, attn.mask, attn.store_rotated)
+        if checkpoint:
+            # Gradient checkpointing recomputes the block during backward, when the cache has moved
+            # on (later chunks evict and overwrite slots): give it a private copy of the context.
+            if k_ctx is not None:
+                args = args[:9] + (k_ctx.clone(), v_ctx.clone()) + args[11:]
+            h, k_store, v = torch.utils.checkpoint.checkpoint(self._block_impl, *args, use_reentrant=False)
+        else:
+            h, k_store, v = self._block_impl(*args)
         attn.store(i, k_store, v)
         return h
 

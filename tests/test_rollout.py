@@ -123,3 +123,21 @@ def test_gradient_flows_only_through_exit_step_of_selected_chunks(student):
         none = rollout(student, text, noise, student.new_cache(CacheConfig(window=6), batch_size=1, latent_hw=(6, 8)),
                        num_frames=9, chunk_frames=3, timesteps=TS)
     assert not none.requires_grad
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_despite_cache_eviction(student):
+    """Checkpointed blocks are recomputed during backward, after later chunks have rolled the cache."""
+    grads = []
+    for ckpt in (False, True):
+        text, noise = _setup(student)  # fresh text graph per backward
+        student.gradient_checkpointing = ckpt
+        student.zero_grad()
+        cache = student.new_cache(CacheConfig(window=6), batch_size=1, latent_hw=(6, 8))
+        out = rollout(student, text, noise, cache, num_frames=15, chunk_frames=3, timesteps=TS,
+                      grad=GradPolicy(mode="exit_step", exit_step=-1, chunks=(1, 2)))
+        (out[:, :, 3:9] ** 2).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None})
+    student.gradient_checkpointing = False
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5), n
