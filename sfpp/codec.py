@@ -83,6 +83,9 @@ class PixelCodec:
     def stream(self) -> "PixelStream":
         return PixelStream(self)
 
+    def to(self, device) -> "PixelCodec":  # no weights
+        return self
+
 
 class PixelStream:
     """Stateless streaming decoder with the `StreamingDecoder` interface."""
@@ -99,3 +102,39 @@ class PixelStream:
         out = self.codec.decode(z)
         self.frames_out += out.shape[2]
         return out
+
+
+class WanVaeCodec:
+    """Wan's causal VAE as a codec: x8 spatial, x4 temporal, first latent frame -> 1 pixel frame.
+
+    Without a `vae` it only does the frame arithmetic (what request validation needs).
+    """
+
+    spatial_factor = 8
+
+    def __init__(self, vae=None):
+        self.vae = vae
+
+    @property
+    def channels(self) -> int:
+        return int(self.vae.config.z_dim) if self.vae is not None else 16
+
+    @staticmethod
+    def pixel_frames(num_latent: int) -> int:
+        return 0 if num_latent <= 0 else 1 + 4 * (num_latent - 1)
+
+    @staticmethod
+    def latent_frames(num_pixel: int) -> int:
+        return 1 + -(-(num_pixel - 1) // 4)
+
+    def stream(self):
+        from sfpp.vae_stream import StreamingDecoder
+
+        if self.vae is None:
+            raise RuntimeError("this codec has no VAE weights")
+        return StreamingDecoder(self.vae)
+
+    def to(self, device):
+        if self.vae is not None:
+            self.vae.to(device)
+        return self

@@ -243,7 +243,7 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
     noise = SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
                         device=device)
     writer = Mp4Writer(out_path, fps=rs.fps, width=rs.width, height=rs.height)
-    sink = DecodeWriter(StreamingDecoder(lm.vae), writer, num_frames=rs.num_frames,
+    sink = DecodeWriter(lm.codec.stream(), writer, num_frames=rs.num_frames,
                         overlap=default_overlap(device) if overlap is None else overlap, progress=progress)
     chunk_times: list[float] = []
     t_start = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from sfpp.codec import PixelCodec, WanVaeCodec
 from sfpp.errors import SfppError
 
 WEIGHTS_ENV = "SFPP_WEIGHTS"
@@ -43,6 +44,8 @@ class ModelPreset:
     text_len: int = 512
     expected: dict[str, Any] = field(default_factory=dict)  # transformer config fields to sanity-check
     build: Callable[[], "Components"] | None = None
+    codec: Any = field(default_factory=WanVaeCodec)  # frame/pixel arithmetic (no weights needed)
+    arch: dict[str, Any] = field(default_factory=dict)  # transformer config of presets built in code
 
 
 @dataclass
@@ -54,13 +57,19 @@ class Components:
     text_encoder: Any  # transformers UMT5EncoderModel
     tokenizer: Any
     source: str  # where the weights came from (a path, or "built in code")
+    codec: Any = None  # pixels <-> latents; default: Wan's VAE (`vae`)
+
+    def __post_init__(self) -> None:
+        if self.codec is None:
+            self.codec = WanVaeCodec(self.vae)
 
     def to(self, device, dtype: torch.dtype | None = None) -> "Components":
         self.transformer.to(device)
         if dtype is not None and dtype != torch.float32:
             _cast_keep_fp32(self.transformer, dtype)
-        self.vae.to(device)
-        self.text_encoder.to(device)
+        self.codec.to(device)
+        if self.text_encoder is not None:
+            self.text_encoder.to(device)
         return self
 
 
@@ -132,6 +141,40 @@ def build_debug_components(seed: int = 0) -> Components:
     )
 
 
+# ---------------------------------------------------------------------- toy preset (ToyWorld)
+TOY_ASSETS = Path(__file__).resolve().parent / "assets" / "toy"
+
+
+def build_toy_components() -> Components:
+    """The bundled ToyWorld model: trained student + frozen text encoder shipped in the package.
+
+    Without the bundled student (a source checkout before training) the transformer is
+    random-initialised, which is what training starts from.
+    """
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from sfpp.checkpoints import load_into, read_checkpoint
+    from sfpp.toyworld.model import TOY_TEXT, new_toy_transformer, new_toy_text_encoder, toy_codec, toy_tokenizer
+
+    transformer = new_toy_transformer(0)
+    student = TOY_ASSETS / "student.safetensors"
+    source = "toy (random init: no bundled student)"
+    if student.is_file():
+        state, _ = read_checkpoint(student)
+        load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
+        source = f"toy (bundled {student.name})"
+    enc_file = TOY_ASSETS / "text_encoder.safetensors"
+    if enc_file.is_file():
+        from safetensors.torch import load_file
+
+        with torch.random.fork_rng(devices=[]):
+            text_encoder = UMT5EncoderModel(UMT5Config(**TOY_TEXT))
+        text_encoder.load_state_dict(load_file(str(enc_file)), strict=False)
+    else:
+        text_encoder = new_toy_text_encoder(0)
+    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
+
+
 # ---------------------------------------------------------------------- diffusers folders
 _WEIGHT_FILES = {
     "transformer": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
@@ -182,7 +225,27 @@ def load_diffusers_components(root: Path, *, dtype: torch.dtype = torch.float32)
 
 
 # ---------------------------------------------------------------------- registry
+def _toy_preset() -> ModelPreset:
+    from sfpp.toyworld.model import TOY_TEXT_LEN, TOY_TRANSFORMER, TOY_WINDOW, toy_codec
+
+    return ModelPreset(
+        name="toy",
+        description="ToyWorld model trained by sfpp itself (bundled; 32x32 native, upscaled to 256x256)",
+        source="build",
+        height=256,
+        width=256,
+        fps=16,
+        chunk_frames=3,
+        window=TOY_WINDOW,
+        text_len=TOY_TEXT_LEN,
+        build=build_toy_components,
+        codec=toy_codec(),
+        arch=dict(TOY_TRANSFORMER),
+    )
+
+
 PRESETS: dict[str, ModelPreset] = {
+    "toy": _toy_preset(),
     "debug": ModelPreset(
         name="debug",
         description="tiny random-initialised Wan-class model for tests and dry runs",
@@ -194,6 +257,7 @@ PRESETS: dict[str, ModelPreset] = {
         window=9,
         text_len=24,
         build=build_debug_components,
+        arch=dict(DEBUG_TRANSFORMER),
     ),
     "wan2.1-t2v-1.3b": ModelPreset(
         name="wan2.1-t2v-1.3b",

@@ -34,7 +34,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class VideoSpec:
     """A generation request. ``None`` means "the preset's default"."""
 
-    model: str = "debug"
+    model: str | None = None  # None: $SFPP_MODEL, else the bundled `toy` model
     seconds: float | None = None
     frames: int | None = None
     seed: int = 0
@@ -90,6 +90,14 @@ class ResolvedSpec:
         return d
 
 
+DEFAULT_MODEL = "toy"
+
+
+def default_model(name: str | None) -> str:
+    """The model to use: the one asked for, else ``$SFPP_MODEL``, else the bundled `toy` model."""
+    return name or os.environ.get("SFPP_MODEL") or DEFAULT_MODEL
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -97,7 +105,7 @@ def _default_device() -> str:
 def _transformer_config(preset: ModelPreset, weights: str | None) -> dict[str, Any]:
     """The transformer config without loading weights (for up-front checks)."""
     if preset.source == "build":
-        return dict(DEBUG_TRANSFORMER)
+        return dict(preset.arch)
     root = resolve_weights_dir(weights)
     from sfpp.presets import check_diffusers_folder
 
@@ -110,7 +118,7 @@ def _transformer_config(preset: ModelPreset, weights: str | None) -> dict[str, A
 
 def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
     """Validate a request and decide every number; loads no weights."""
-    preset = get_preset(spec.model)
+    preset = get_preset(default_model(spec.model))
     if spec.seconds is not None and spec.frames is not None:
         raise SfppError("give either --seconds or --frames, not both")
     fps = spec.fps if spec.fps is not None else preset.fps
@@ -127,10 +135,11 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         num_frames = max(1, round(seconds * fps))
     height = spec.height if spec.height is not None else preset.height
     width = spec.width if spec.width is not None else preset.width
-    mult = VAE_SPATIAL * 2
+    codec = preset.codec
+    mult = codec.spatial_factor * 2
     for name, v in (("--height", height), ("--width", width)):
         if v <= 0 or v % mult:
-            raise SfppError(f"{name} must be a positive multiple of {mult} (VAE x8, patch x2), got {v}")
+            raise SfppError(f"{name} must be a positive multiple of {mult} (codec x{codec.spatial_factor}, patch x2), got {v}")
     steps = spec.steps if spec.steps is not None else len(preset.timesteps)
     if steps <= 0:
         raise SfppError(f"--steps must be positive, got {steps}")
@@ -141,7 +150,7 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
     chunk = preset.chunk_frames
     if chunk > window - spec.sink:
         raise SfppError(f"--window {window} with --sink {spec.sink} leaves no room for a chunk of {chunk} frames")
-    latent_frames = math.ceil(latents_for_pixel_frames(num_frames) / chunk) * chunk
+    latent_frames = math.ceil(codec.latent_frames(num_frames) / chunk) * chunk
     device = spec.device or _default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
@@ -153,7 +162,7 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
     rope_max = int(tcfg.get("rope_max_seq_len", 1024))
     if cache.rope == "absolute" and latent_frames > rope_max:
         max_latent = (rope_max // chunk) * chunk
-        max_seconds = pixel_frames_for_latents(max_latent) / fps
+        max_seconds = codec.pixel_frames(max_latent) / fps
         raise SfppError(
             f"{num_frames / fps:.1f} s needs {latent_frames} latent frames but absolute RoPE has {rope_max} positions "
             f"(at most {max_seconds:.1f} s at {fps} fps); shorten the video or use --rope relative"
@@ -170,8 +179,8 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         latent_frames=latent_frames,
         height=height,
         width=width,
-        latent_height=height // VAE_SPATIAL,
-        latent_width=width // VAE_SPATIAL,
+        latent_height=height // codec.spatial_factor,
+        latent_width=width // codec.spatial_factor,
         chunk_frames=chunk,
         timesteps=timesteps,
         nominal_timesteps=tuple(float(t) for t in nominal),
@@ -191,7 +200,7 @@ class LoadedModel:
     """The modules a rollout needs, on their device."""
 
     student: CausalWan
-    vae: Any
+    codec: Any  # pixels <-> latents (`sfpp.codec`)
     text_encoder: Any
     tokenizer: Any
     source: str
@@ -219,7 +228,7 @@ def load_model(rs: ResolvedSpec) -> LoadedModel:
     if rs.dtype != "float32":
         comps.text_encoder.to(dtype)
     student = CausalWan(comps.transformer).eval()
-    return LoadedModel(student, comps.vae, comps.text_encoder, comps.tokenizer, comps.source, sha, ckpt_cfg)
+    return LoadedModel(student, comps.codec, comps.text_encoder, comps.tokenizer, comps.source, sha, ckpt_cfg)
 
 
 def check_output_path(path: Path, *, suffix: str | None = None) -> Path:

@@ -12,6 +12,7 @@ def _isolated_home(tmp_path, monkeypatch):
     """User state (caches) goes to a per-test folder; no weights folder leaks in from the shell."""
     monkeypatch.setenv("SFPP_HOME", str(tmp_path / "sfpp_home"))
     monkeypatch.delenv("SFPP_WEIGHTS", raising=False)
+    monkeypatch.setenv("SFPP_MODEL", "debug")  # tests default to the tiny random model
 
 
 @pytest.fixture(scope="session")

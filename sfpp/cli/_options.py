@@ -10,7 +10,11 @@ from sfpp.presets import PRESETS
 
 _MODELS = ", ".join(PRESETS)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help=f"Model preset: {_MODELS}.")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help=f"Model preset: {_MODELS} (default: $SFPP_MODEL, else the bundled toy model).",
+                 show_default=False),
+]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option("--weights", help="Local diffusers-layout weights folder (or set SFPP_WEIGHTS).", show_default=False),

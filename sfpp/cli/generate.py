@@ -24,7 +24,7 @@ def generate_cmd(
     height: HeightOpt = None,
     width: WidthOpt = None,
     steps: StepsOpt = None,
-    model: ModelOpt = "debug",
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     lora: LoraOpt = None,

@@ -12,6 +12,7 @@ from sfpp.cli import evaluate as _evaluate
 from sfpp.cli import distill as _distill
 from sfpp.cli import generate as _generate
 from sfpp.cli import rollout as _rollout
+from sfpp.cli import toyworld as _toyworld
 
 app = typer.Typer(
     name="sfpp",
@@ -27,6 +28,7 @@ app.command("rollout")(_rollout.rollout_cmd)
 app.command("evaluate")(_evaluate.evaluate_cmd)
 app.command("convert")(_convert.convert_cmd)
 app.command("bench")(_bench.bench_cmd)
+app.add_typer(_toyworld.app, name="toyworld")
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ def rollout_cmd(
     height: HeightOpt = None,
     width: WidthOpt = None,
     steps: StepsOpt = None,
-    model: ModelOpt = "debug",
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     window: WindowOpt = None,

@@ -6,7 +6,7 @@ import torch
 
 from sfpp.noise import SeededNoise
 from sfpp.rollout import rollout
-from sfpp.vae_stream import StreamingDecoder, latents_for_pixel_frames, to_uint8_frames
+from sfpp.vae_stream import to_uint8_frames
 from sfpp.video import Mp4Writer
 
 
@@ -18,7 +18,8 @@ def write_sample(tr, fps: int = 16) -> None:
     was_training = s.training
     s.eval()
     frames = max(1, round(cfg.run.sample_seconds * fps))
-    latent = -(-latents_for_pixel_frames(frames) // tr.chunk) * tr.chunk
+    codec = tr.nets.codec
+    latent = -(-codec.latent_frames(frames) // tr.chunk) * tr.chunk
     if cfg.rollout.rope == "absolute":
         latent = min(latent, s.rope_max_frames // tr.chunk * tr.chunk)
     h, w = tr.latent_hw
@@ -27,8 +28,9 @@ def write_sample(tr, fps: int = 16) -> None:
     noise = SeededNoise(cfg.run.seed, channels=s.in_channels, height=h, width=w, device=tr.device)
     out = tr.dir / "samples" / f"step_{tr.step:06d}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
-    decoder = StreamingDecoder(tr.nets.vae)
-    writer = Mp4Writer(out, fps=fps, width=w * 8, height=h * 8)
+    decoder = codec.stream()
+    sf = codec.spatial_factor
+    writer = Mp4Writer(out, fps=fps, width=w * sf, height=h * sf)
 
     def on_chunk(c):
         parts = [c.x0[:, :, :1], c.x0[:, :, 1:]] if c.index == 0 else [c.x0]

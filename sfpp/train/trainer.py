@@ -99,7 +99,7 @@ class Networks:
     student: CausalWan
     teacher: Any  # frozen bidirectional WanTransformer3DModel
     critic: Any | None  # trainable bidirectional copy (None for the ODE stage)
-    vae: Any
+    codec: Any  # pixels <-> latents (for sample videos)
     text_len: int
 
 
@@ -155,14 +155,14 @@ def build_networks(cfg: DistillConfig, *, stage: str, config_dir: Path, student_
     for m in (teacher, critic, student):
         if m is not None:
             m.to(device)
-    comps.vae.to(device).eval()
+    comps.codec.to(device)
     text_encoder, tokenizer = comps.text_encoder.to(device), comps.tokenizer
 
     def encode(prompts: list[str]) -> torch.Tensor:
         return encode_prompts(tokenizer, text_encoder, prompts, max_length=preset.text_len, device=device)
 
     encoder_id = f"{preset.name}:{comps.source}"
-    return Networks(student, teacher, critic, comps.vae, preset.text_len), encode, encoder_id
+    return Networks(student, teacher, critic, comps.codec, preset.text_len), encode, encoder_id
 
 
 # ---------------------------------------------------------------------- the trainer
@@ -185,9 +185,10 @@ class Distiller:
             raise SfppError(f"the window K={self.K} must be a multiple of the chunk size {self.chunk}")
         h = cfg.model.height or preset.height
         w = cfg.model.width or preset.width
-        if h % 16 or w % 16:
-            raise SfppError(f"[model] height/width must be multiples of 16, got {h}x{w}")
-        self.latent_hw = (h // 8, w // 8)
+        sf = preset.codec.spatial_factor
+        if h % (2 * sf) or w % (2 * sf):
+            raise SfppError(f"[model] height/width must be multiples of {2 * sf}, got {h}x{w}")
+        self.latent_hw = (h // sf, w // sf)
         self.timesteps = few_step_timesteps(cfg.rollout.timesteps, cfg.rollout.shift).tolist()
         self.cache_cfg = CacheConfig(window=self.K, sink=0, rope=cfg.rollout.rope)
         self.ckpt = CheckpointManager(self.dir / "checkpoints", keep=cfg.run.keep_checkpoints)

@@ -1,0 +1,112 @@
+"""`sfpp toyworld ...`: the ToyWorld teacher, clips and oracle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from sfpp.cli._common import console, user_errors
+
+app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
+
+
+@app.command("train-teacher")
+def train_teacher_cmd(
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")] = "runs/toy/teacher",
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 4000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 32,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import TeacherConfig, train_teacher
+
+    with user_errors():
+        if steps <= 0 or batch_size <= 0:
+            raise SfppError("--steps and --batch-size must be positive")
+        cfg = TeacherConfig(steps=steps, batch_size=batch_size, seed=seed, log_every=max(1, min(50, steps // 10)))
+        with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("teacher", total=steps, info="rendering clips")
+            path = train_teacher(cfg, Path(out), device=device,
+                                 on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
+        console.print(f"[green]teacher[/] {path}")
+
+
+@app.command("clip")
+def clip_cmd(
+    prompt: Annotated[str, typer.Argument(help="A ToyWorld prompt, e.g. 'a red circle on a black background'.")],
+    out: Annotated[str, typer.Option("--out", "-o")] = "toyworld.mp4",
+    seconds: Annotated[float, typer.Option("--seconds")] = 4.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Render a ground-truth ToyWorld clip (what the world itself looks like)."""
+    import numpy as np
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.world import FPS, parse_prompt, render_clip
+    from sfpp.video import Mp4Writer
+
+    with user_errors():
+        scene = parse_prompt(prompt)
+        if not scene.objects:
+            raise SfppError("the prompt names no ToyWorld object; use e.g. 'a red circle on a black background'")
+        clip = render_clip(scene, max(1, round(seconds * FPS)), np.random.default_rng(seed))
+        w = Mp4Writer(out, fps=FPS, width=256, height=256)
+        w.write(clip.frames.repeat(8, axis=1).repeat(8, axis=2))
+        w.close()
+        console.print(f"[green]wrote[/] {out}: {scene.prompt}")
+
+
+@app.command("oracle")
+def oracle_cmd(
+    videos: Annotated[list[str], typer.Argument(help="MP4 files or folders of MP4s with sfpp sidecars.")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt for videos without a sidecar.")] = None,
+    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 2.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Score videos against their prompts with the ToyWorld oracle (prompt fidelity over time)."""
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.oracle import score_video
+    from sfpp.video import read_mp4
+
+    with user_errors():
+        files: list[Path] = []
+        for v in videos:
+            p = Path(v)
+            if p.is_dir():
+                files += sorted(p.glob("*.mp4"))
+            elif p.is_file():
+                files.append(p)
+            else:
+                raise SfppError(f"{p} does not exist")
+        if not files:
+            raise SfppError("no MP4 files found")
+        results = []
+        for f in files:
+            side = f.with_suffix(".json")
+            text = prompt or (json.loads(side.read_text())["prompt"] if side.is_file() else None)
+            if text is None:
+                raise SfppError(f"{f.name} has no sidecar; pass --prompt")
+            frames, fps = read_mp4(f)
+            s = score_video(frames, text, fps=fps, window_s=window)
+            s["video"] = str(f)
+            results.append(s)
+        if json_out:
+            print(json.dumps(results, indent=2))
+            return
+        t = Table(title="ToyWorld oracle")
+        for col in ("video", "frames", "all colours", "background", "fidelity", "fidelity last window", "brightness"):
+            t.add_column(col)
+        for s in results:
+            o = s["overall"]
+            t.add_row(Path(s["video"]).name, str(s["frames"]), f"{o['all_colours']:.3f}", f"{o['background_ok']:.3f}",
+                      f"{o['fidelity']:.3f}", f"{s['windows'][-1]['fidelity']:.3f}", f"{o['brightness']:.1f}")
+        console.print(t)
