@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from sfpp.errors import SfppError
+from sfpp.presets import get_preset
 from sfpp.noise import SeededNoise
 from sfpp.rollout import ChunkResult, rollout
 from sfpp.spec import LoadedModel, ResolvedSpec, VideoSpec, check_output_path, load_model, resolve_spec
@@ -82,11 +83,19 @@ def generate(
     Returns:
         `GenerateResult` with the paths and timings.
     """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
+    from sfpp.prompts import parse_schedule, schedule_to_string
+
+    if isinstance(prompt, str) or prompt is None:
+        if prompt is None or not prompt.strip():
+            raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
+        entries = parse_schedule(prompt)
+    else:
+        entries = list(prompt)
+    prompt = entries if len(entries) > 1 else entries[0].text
+    slug_text = entries[0].text
     spec = replace(spec or VideoSpec(), **overrides)
     rs = resolve_spec(spec)
-    out_path = check_output_path(Path(out) if out else default_out_path(prompt, rs.seed), suffix=".mp4")
+    out_path = check_output_path(Path(out) if out else default_out_path(slug_text, rs.seed), suffix=".mp4")
     t0 = time.perf_counter()
     lm = loaded or load_model(rs)
     t_load = time.perf_counter() - t0
@@ -227,6 +236,43 @@ def default_overlap(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
 
+def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
+    """A `TextContext` for a plain prompt, or a per-chunk schedule for a prompt schedule."""
+    from sfpp.prompts import chunk_prompt_index, parse_schedule
+
+    entries = parse_schedule(prompt) if isinstance(prompt, str) else list(prompt)
+    student = lm.student
+    with torch.no_grad():
+        emb = encode_prompts(lm.tokenizer, lm.text_encoder, [e.text for e in entries], max_length=rs.text_len,
+                             device=device)
+        contexts = [student.encode_text(emb[i : i + 1].to(student.dtype)) for i in range(len(entries))]
+    if len(entries) == 1:
+        return contexts[0]
+    codec = get_preset(rs.model).codec
+    blend = max(0, int(rs.blend_chunks))
+    blended: dict[tuple[int, int], object] = {}
+
+    def schedule(chunk_index: int, frame_start: int):
+        seconds = codec.pixel_frames(frame_start) / rs.fps if frame_start else 0.0
+        i = chunk_prompt_index(entries, seconds)
+        if blend == 0 or i == 0:
+            return contexts[i]
+        # chunks since the switch took effect: blend old -> new over `blend` chunks
+        first = next(c for c in range(chunk_index + 1)
+                     if chunk_prompt_index(entries, codec.pixel_frames(c * rs.chunk_frames) / rs.fps) == i)
+        k = chunk_index - first
+        if k >= blend:
+            return contexts[i]
+        key = (i, k)
+        if key not in blended:
+            w = (k + 1) / (blend + 1)
+            with torch.no_grad():
+                blended[key] = student.encode_text(((1 - w) * emb[i - 1 : i] + w * emb[i : i + 1]).to(student.dtype))
+        return blended[key]
+
+    return schedule
+
+
 def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Path, progress: ProgressFn | None,
                    hook: Callable[[ChunkResult], None] | None = None, *, overlap: bool | None = None) -> dict:
     """Run the rollout, decoding and writing each chunk; `hook` sees every finished chunk too.
@@ -236,9 +282,7 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
     """
     device = torch.device(rs.device)
     student = lm.student
-    with torch.no_grad():
-        emb = encode_prompts(lm.tokenizer, lm.text_encoder, [prompt], max_length=rs.text_len, device=device)
-        text = student.encode_text(emb.to(next(student.parameters()).dtype))
+    text = _text_schedule(prompt, rs, lm, device)
     cache = student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
     noise = SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
                         device=device)
@@ -280,11 +324,17 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
     }
 
 
-def _sidecar(prompt: str, rs: ResolvedSpec, lm: LoadedModel, timings: dict, total: float) -> dict:
+def _sidecar(prompt, rs: ResolvedSpec, lm: LoadedModel, timings: dict, total: float) -> dict:
     import sfpp
+    from sfpp.prompts import schedule_to_string
 
+    schedule = None
+    if not isinstance(prompt, str):  # a prompt schedule
+        schedule = [{"at_s": e.at, "text": e.text} for e in prompt]
+        prompt = schedule_to_string(prompt)
     return {
         "prompt": prompt,
+        "prompt_schedule": schedule,
         "seed": rs.seed,
         "model": rs.model,
         "fps": rs.fps,

@@ -136,6 +136,17 @@ class RollingKVCache:
     def reset(self) -> None:
         """Forget everything (start of a new video). Storage is kept allocated."""
         self._frames = []
+        self._seek: int | None = None
+
+    def seek(self, frame: int) -> None:
+        """Let the next new chunk start at `frame` (>= `next_frame`), skipping the frames between.
+
+        Used to rebuild a cache from stored clean latents (e.g. after a prompt switch), where the
+        sink frames are followed directly by the recent window.
+        """
+        if frame < self.next_frame:
+            raise ValueError(f"cannot seek back to frame {frame}; the next frame is {self.next_frame}")
+        self._seek = frame
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._k + self._v)
@@ -179,7 +190,9 @@ class RollingKVCache:
                     f"asked for {frame_start}..{frame_start + n - 1})"
                 )
         else:
-            if frame_start != self.next_frame:
+            if getattr(self, "_seek", None) is not None and frame_start == self._seek:
+                self._seek = None
+            elif frame_start != self.next_frame:
                 raise SfppError(
                     f"chunks must be generated in order: expected frame {self.next_frame}, got {frame_start}"
                 )

@@ -70,9 +70,36 @@ def chunk_sizes(num_frames: int, chunk_frames: int) -> list[int]:
     return sizes
 
 
+TextSchedule = Callable[[int, int], TextContext]  # (chunk index, frame start) -> prompt context
+
+
+def recache(model: CausalWan, cache: RollingKVCache, text: TextContext, history: list[tuple[int, torch.Tensor]], *,
+            context_noise: float = 0.0) -> None:
+    """Recompute the K/V of every frame in the cache under a new prompt (a prompt switch).
+
+    `history` holds ``(frame_start, clean latents (B, C, f, H, W))`` pieces covering the cached
+    frames. The cache is emptied and the refresh pass is re-run over those frames, in order,
+    with the new prompt (the frames evicted before them are no longer available as context).
+    """
+    held = set(cache.frames)
+    pieces = []
+    for f0, z in history:
+        keep = [j for j in range(z.shape[2]) if f0 + j in held]
+        if keep:
+            pieces.append((f0 + keep[0], z[:, :, keep[0] : keep[-1] + 1]))
+    cache.reset()
+    B = pieces[0][1].shape[0] if pieces else 0
+    with torch.no_grad():
+        for f0, z in pieces:
+            if f0 != cache.next_frame:
+                cache.seek(f0)
+            tc = torch.full((B, z.shape[2]), float(context_noise), device=z.device, dtype=torch.float32)
+            model(z.to(model.dtype), tc, text, cache=cache, frame_start=f0)
+
+
 def rollout(
     model: CausalWan,
-    text: TextContext,
+    text: TextContext | TextSchedule,
     noise: SeededNoise,
     cache: RollingKVCache,
     *,
@@ -92,7 +119,9 @@ def rollout(
 
     Args:
         model: the causal student.
-        text: prompt context (`CausalWan.encode_text`), batch B.
+        text: prompt context (`CausalWan.encode_text`), batch B; or a schedule
+            ``text(chunk_index, frame_start) -> TextContext``. When the schedule returns a new
+            context object, the cached window is re-encoded under it first (`recache`).
         noise: seeded noise source (initial noise and re-noising draws).
         cache: rolling KV cache; continues from whatever it holds (``frame_start`` must be its
             next frame).
@@ -125,8 +154,17 @@ def rollout(
     dtype = next(model.parameters()).dtype
     outputs: list[torch.Tensor] = []
     f0 = frame_start
+    schedule = text if callable(text) and not isinstance(text, TextContext) else None
+    history: list[tuple[int, torch.Tensor]] = []  # clean chunks still (partly) in the cache, for re-caching
+    current: TextContext | None = None if schedule else text
     for ci, n in enumerate(sizes):
         t_start = time.perf_counter()
+        if schedule is not None:
+            new = schedule(ci, f0)
+            if current is not None and new is not current and cache.frames:
+                recache(model, cache, new, history, context_noise=context_noise)
+            current = new
+        text = current
         x = noise.sample(f0, n, step=0) if init is None else init(f0, n).float()  # (B, C, n, H, W)
         x0 = x
         for k in range(start_step, exit_step + 1):
@@ -143,6 +181,10 @@ def rollout(
                 ctx = add_noise(ctx, noise.sample(f0, n, step=CONTEXT_STEP), context_noise)
             tc = torch.full((B, n), float(context_noise), device=x.device, dtype=torch.float32)
             model(ctx.to(dtype), tc, text, cache=cache, frame_start=f0)
+        if schedule is not None:
+            history.append((f0, x0.detach()))
+            held = set(cache.frames)
+            history = [(a, z) for a, z in history if any(a + j in held for j in range(z.shape[2]))]
         result = ChunkResult(ci, f0, x0, time.perf_counter() - t_start)
         if on_chunk is not None:
             on_chunk(result)

@@ -45,6 +45,7 @@ class VideoSpec:
     window: int | None = None
     sink: int = 0
     rope: str = "absolute"
+    blend_chunks: int = 0  # prompt switches: blend text embeddings over this many chunks
     device: str | None = None
     dtype: str | None = None
     weights: str | None = None
@@ -70,6 +71,7 @@ class ResolvedSpec:
     nominal_timesteps: tuple[float, ...]
     shift: float
     cache: CacheConfig
+    blend_chunks: int
     device: str
     dtype: str
     text_len: int
@@ -140,6 +142,8 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
     for name, v in (("--height", height), ("--width", width)):
         if v <= 0 or v % mult:
             raise SfppError(f"{name} must be a positive multiple of {mult} (codec x{codec.spatial_factor}, patch x2), got {v}")
+    if spec.blend_chunks < 0:
+        raise SfppError(f"--blend-chunks must be >= 0, got {spec.blend_chunks}")
     steps = spec.steps if spec.steps is not None else len(preset.timesteps)
     if steps <= 0:
         raise SfppError(f"--steps must be positive, got {steps}")
@@ -186,6 +190,7 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         nominal_timesteps=tuple(float(t) for t in nominal),
         shift=preset.shift,
         cache=cache,
+        blend_chunks=int(spec.blend_chunks),
         device=device,
         dtype=dtype,
         text_len=preset.text_len,

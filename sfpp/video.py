@@ -32,6 +32,10 @@ class Mp4Writer:
             pix_fmt_out="yuv420p",
             macro_block_size=1,
             ffmpeg_log_level="error",
+            # No B-frames, lookahead or macroblock-tree: every frame is encoded from past frames only,
+            # so a frame's pixels never depend on what is generated after it (streaming-friendly, and
+            # frames before a prompt switch stay bit-identical).
+            output_params=["-tune", "zerolatency"],
         )
         self._gen.send(None)
 

@@ -16,7 +16,12 @@ from sfpp.cli._progress import frame_progress
 
 
 def generate_cmd(
-    prompt: Annotated[str, typer.Argument(help="Text prompt.", show_default=False)],
+    prompt: Annotated[Optional[str], typer.Argument(
+        help="Text prompt, or a schedule 'A[0s] | B[20s]' that switches prompts mid-video.", show_default=False)] = None,
+    prompt_file: Annotated[Optional[str], typer.Option(
+        "--prompt-file", help="Prompt schedule file (TOML [[prompt]] at/text entries, or JSON).", show_default=False)] = None,
+    blend_chunks: Annotated[int, typer.Option(
+        "--blend-chunks", help="At a prompt switch, blend the text embeddings over this many chunks.")] = 0,
     seconds: SecondsOpt = None,
     frames: FramesOpt = None,
     seed: SeedOpt = 0,
@@ -43,12 +48,16 @@ def generate_cmd(
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
                          steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
-                         weights=weights, checkpoint=checkpoint, lora=lora)
+                         weights=weights, checkpoint=checkpoint, lora=lora, blend_chunks=blend_chunks)
         # Validate everything before any work or output.
-        if not prompt.strip():
-            raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
+        from sfpp.prompts import load_schedule_file, parse_schedule
+
+        if prompt_file is not None and prompt is not None:
+            raise SfppError("give either a PROMPT or --prompt-file, not both")
+        entries = load_schedule_file(prompt_file) if prompt_file is not None else parse_schedule(prompt or "")
+        prompt = entries if len(entries) > 1 else entries[0].text
         rs = resolve_spec(spec)
-        check_output_path(default_out_path(prompt, rs.seed) if out is None else Path(out), suffix=".mp4")
+        check_output_path(default_out_path(entries[0].text, rs.seed) if out is None else Path(out), suffix=".mp4")
         with console.status("loading model"):
             lm = load_model(rs)
         with frame_progress() as bar:

@@ -117,3 +117,29 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
                         {"model": "toy", "role": "teacher", "horizon_latent_frames": TOY_WINDOW,
                          "train": asdict(cfg)})
     return path
+
+
+@torch.no_grad()
+def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float = 5.0, guidance: float = 3.0,
+                   seed: int = 0, device: str = "cpu") -> np.ndarray:
+    """Clips of the teacher's horizon from the bidirectional teacher (Euler ODE with CFG).
+
+    Returns ``(B, F, 32, 32, 3)`` uint8 native frames.
+    """
+    from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
+    from sfpp.train.trainer import bidirectional_flow
+    from sfpp.train.dmd import cfg_flow
+
+    codec = toy_codec()
+    tok, enc = toy_tokenizer(), new_toy_text_encoder().to(device)
+    cond = encode_prompts(tok, enc, prompts, max_length=TOY_TEXT_LEN, device=device)
+    uncond = encode_prompts(tok, enc, [""] * len(prompts), max_length=TOY_TEXT_LEN, device=device)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(prompts), codec.channels, TOY_WINDOW, 8, 8, generator=g).to(device)
+    grid = euler_grid(steps, shift)
+    for i in range(steps):
+        t = torch.full((len(prompts),), float(grid[i] * 1000.0), device=device)
+        v = cfg_flow(bidirectional_flow(teacher, x, t, cond), bidirectional_flow(teacher, x, t, uncond), guidance)
+        x = x + float(grid[i + 1] - grid[i]) * v
+    video = codec.decode_native(x)  # (B, 3, F, 32, 32)
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()

@@ -1,0 +1,117 @@
+"""Prompt schedules: change the prompt mid-video.
+
+Inline form (the CLI's PROMPT argument)::
+
+    "a city street at dusk[0s] | the same street at night in heavy rain[20s]"
+
+or a schedule file (TOML or JSON)::
+
+    # schedule.toml                               // schedule.json
+    [[prompt]]                                    [{"at": 0, "text": "a city street at dusk"},
+    at = "0s"                                      {"at": 20, "text": "the same street at night"}]
+    text = "a city street at dusk"
+    [[prompt]]
+    at = "20s"
+    text = "the same street at night in heavy rain"
+
+A plain prompt without ``[..s]`` markers is a one-entry schedule. A switch takes effect at the
+first chunk that starts at or after its time; there the cached window is re-encoded under the
+new prompt (`sfpp.rollout.recache`); optionally the text embedding is blended from the old to
+the new prompt over a few chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sfpp.errors import SfppError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_MARK = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*$")
+
+
+@dataclass(frozen=True)
+class PromptEntry:
+    at: float  # seconds
+    text: str
+
+
+def _seconds(v, where: str) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", str(v))
+    if not m:
+        raise SfppError(f"{where}: time must look like '20s', got {v!r}")
+    return float(m.group(1))
+
+
+def _validate(entries: list[PromptEntry]) -> list[PromptEntry]:
+    if not entries:
+        raise SfppError("the prompt schedule is empty; give at least one prompt")
+    for e in entries:
+        if not e.text.strip():
+            raise SfppError("the prompt is empty; pass a text prompt, e.g. sfpp generate \"a red kite over a beach\"")
+    if entries[0].at != 0:
+        raise SfppError(f"the first prompt must start at 0s, got {entries[0].at:g}s")
+    times = [e.at for e in entries]
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise SfppError(f"prompt switch times must increase, got {', '.join(f'{t:g}s' for t in times)}")
+    return entries
+
+
+def parse_schedule(text: str) -> list[PromptEntry]:
+    """Parse an inline prompt (``A[0s] | B[20s]``) into entries; a plain prompt is one entry at 0s."""
+    if text is None or not str(text).strip():
+        return _validate([PromptEntry(0.0, "")])
+    parts = [p.strip() for p in str(text).split("|")]
+    if len(parts) == 1 and not _MARK.search(parts[0]):
+        return _validate([PromptEntry(0.0, parts[0])])
+    entries = []
+    for p in parts:
+        m = _MARK.search(p)
+        if not m:
+            raise SfppError(f"each part of a prompt schedule needs a time like '[20s]': {p!r}")
+        entries.append(PromptEntry(float(m.group(1)), p[: m.start()].strip()))
+    return _validate(entries)
+
+
+def load_schedule_file(path: str | Path) -> list[PromptEntry]:
+    p = Path(path)
+    if not p.is_file():
+        raise SfppError(f"prompt schedule file {p} does not exist")
+    raw = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(raw) if p.suffix.lower() == ".json" else tomllib.loads(raw).get("prompt", [])
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SfppError(f"prompt schedule file {p} is not valid {p.suffix[1:].upper() or 'TOML'}: {e}") from None
+    if not isinstance(data, list):
+        raise SfppError(f"prompt schedule file {p} must be a list of {{at, text}} entries")
+    entries = []
+    for i, d in enumerate(data):
+        if not isinstance(d, dict) or "text" not in d or "at" not in d:
+            raise SfppError(f"entry {i} of {p.name} needs 'at' and 'text'")
+        entries.append(PromptEntry(_seconds(d["at"], f"entry {i} of {p.name}"), str(d["text"])))
+    return _validate(entries)
+
+
+def schedule_to_string(entries: list[PromptEntry]) -> str:
+    if len(entries) == 1:
+        return entries[0].text
+    return " | ".join(f"{e.text}[{e.at:g}s]" for e in entries)
+
+
+def chunk_prompt_index(entries: list[PromptEntry], frame_start_seconds: float) -> int:
+    """Index of the entry in force for a chunk starting at `frame_start_seconds`."""
+    idx = 0
+    for i, e in enumerate(entries):
+        if frame_start_seconds + 1e-9 >= e.at:
+            idx = i
+    return idx
