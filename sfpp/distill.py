@@ -32,7 +32,17 @@ def _accelerator(cfg: DistillConfig):
 
     device = cfg.run.device
     cpu = device == "cpu" or (device is None and not __import__("torch").cuda.is_available())
-    return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision)
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision)
+    except ValueError:
+        # accelerate keeps one global state per process; a second run in the same (single-process)
+        # Python session with other settings must reset it first.
+        from accelerate.state import AcceleratorState, PartialState
+
+        if PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(cpu=cpu, mixed_precision=cfg.run.mixed_precision)
 
 
 def distill(

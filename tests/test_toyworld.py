@@ -76,7 +76,7 @@ def test_default_model_is_the_bundled_toy_model(monkeypatch):
     monkeypatch.delenv("SFPP_MODEL", raising=False)
     rs = resolve_spec(VideoSpec(seconds=2))
     assert rs.model == "toy" and (rs.height, rs.width) == (256, 256)
-    assert (rs.latent_height, rs.latent_width) == (8, 8)
+    assert (rs.latent_height, rs.latent_width) == (16, 16)
     assert rs.latent_frames == 18  # 32 frames / 2 per latent frame = 16 -> whole chunks of 3
     monkeypatch.setenv("SFPP_MODEL", "debug")
     assert resolve_spec(VideoSpec(seconds=2)).model == "debug"

@@ -17,8 +17,8 @@ app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, t
 @app.command("train-teacher")
 def train_teacher_cmd(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")] = "runs/toy/teacher",
-    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 4000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 32,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 2500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "cpu",
 ) -> None:

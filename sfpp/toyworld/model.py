@@ -1,7 +1,9 @@
 """The `toy` model family: the Wan classes at ToyWorld scale.
 
 * transformer: `WanTransformer3DModel` (4 layers, 4 heads x 32, ffn 384) on `PixelCodec` latents
-  (4x4 pixel patches of 2 frames -> 96 channels, 8x8 latents for a 32x32 frame);
+  (2x2 pixel patches of 2 frames -> 24 channels, 16x16 latents for a 32x32 frame; with the
+  transformer's 2x2 patches that is 64 tokens per latent frame of 96 values each, below the
+  model width, so the output projection is not a bottleneck);
 * text: a 2-layer `UMT5EncoderModel` (d_model 64, frozen, its weights shipped with the package)
   and a word-level tokenizer built in code over ToyWorld's vocabulary.
 """
@@ -13,7 +15,7 @@ import torch
 from sfpp.codec import PixelCodec, PixelCodecConfig
 from sfpp.toyworld.world import toy_vocabulary
 
-TOY_CODEC = PixelCodecConfig(patch=4, frames=2, upscale=8)
+TOY_CODEC = PixelCodecConfig(patch=2, frames=2, upscale=8)
 TOY_TRANSFORMER = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=4,

@@ -4,7 +4,7 @@ The teacher sees clips of K latent frames (`TOY_WINDOW` = 6 = 12 pixel frames, 0
 horizon. Clips are rendered procedurally; a fixed set of held-out scenes (unseen colour / shape /
 background combinations) is never rendered for training and is used to test generalisation.
 
-    sfpp toyworld train-teacher --steps 4000 --out runs/toy/teacher
+    sfpp toyworld train-teacher --steps 2500 --out runs/toy/teacher
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from sfpp.toyworld.world import random_scene, render_clip
 
 @dataclass(frozen=True, kw_only=True)
 class TeacherConfig:
-    steps: int = 4000
-    batch_size: int = 32
-    lr: float = 3e-4
+    steps: int = 2500
+    batch_size: int = 16
+    lr: float = 4e-4
     weight_decay: float = 0.01
     warmup: int = 200
     shift: float = 3.0  # timestep shift for t sampling
     caption_dropout: float = 0.1  # empty prompt for classifier-free guidance
-    pool_clips: int = 4000  # rendered clips kept in memory (24 frames each)
+    pool_clips: int = 3000  # rendered clips kept in memory (24 frames each)
     ema: float = 0.999
     seed: int = 0
     log_every: int = 50
@@ -88,7 +88,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         start = rng.integers(0, pool.shape[1] - clip_frames + 1, cfg.batch_size)
         clips = np.stack([pool[i, s : s + clip_frames] for i, s in zip(idx, start)])  # (B, F, 32, 32, 3)
         video = torch.from_numpy(clips).to(device).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # (B, 3, F, H, W)
-        x0 = codec.encode(video)  # (B, C, K, 8, 8)
+        x0 = codec.encode(video)  # (B, C, K, 16, 16)
         drop = rng.random(cfg.batch_size) < cfg.caption_dropout
         e = emb[[emb_of[""] if d else emb_of[prompts[i]] for i, d in zip(idx, drop)]]
         u = torch.rand(cfg.batch_size, device=device)
@@ -135,7 +135,8 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
     cond = encode_prompts(tok, enc, prompts, max_length=TOY_TEXT_LEN, device=device)
     uncond = encode_prompts(tok, enc, [""] * len(prompts), max_length=TOY_TEXT_LEN, device=device)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(len(prompts), codec.channels, TOY_WINDOW, 8, 8, generator=g).to(device)
+    n = 32 // codec.config.patch
+    x = torch.randn(len(prompts), codec.channels, TOY_WINDOW, n, n, generator=g).to(device)
     grid = euler_grid(steps, shift)
     for i in range(steps):
         t = torch.full((len(prompts),), float(grid[i] * 1000.0), device=device)
