@@ -110,3 +110,57 @@ def oracle_cmd(
             t.add_row(Path(s["video"]).name, str(s["frames"]), f"{o['all_colours']:.3f}", f"{o['background_ok']:.3f}",
                       f"{o['fidelity']:.3f}", f"{s['windows'][-1]['fidelity']:.3f}", f"{o['brightness']:.1f}")
         console.print(t)
+
+
+@app.command("compare")
+def compare_cmd(
+    student: Annotated[list[str], typer.Option("--student", help="LABEL=CHECKPOINT (repeat); LABEL=bundled for the shipped model.")],
+    out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/compare",
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file (default: the held-out set).")] = None,
+    n: Annotated[int, typer.Option("--n", help="Number of prompts to use.")] = 4,
+    multiples: Annotated[str, typer.Option("--multiples", help="Video lengths as multiples of the teacher horizon K.")] = "1,10,30,100",
+) -> None:
+    """Generate videos of several lengths per student and score prompt fidelity over time with the oracle."""
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.compare import compare
+    from sfpp.toyworld.teacher import held_out_prompts
+
+    with user_errors():
+        students = {}
+        for s in student:
+            if "=" not in s:
+                raise SfppError(f"--student must look like LABEL=CHECKPOINT, got {s!r}")
+            label, path = s.split("=", 1)
+            if path != "bundled" and not Path(path).is_file():
+                raise SfppError(f"checkpoint {path} does not exist")
+            students[label] = None if path == "bundled" else path
+        plist = (Path(prompts).read_text().splitlines() if prompts else held_out_prompts())
+        plist = [p for p in plist if p.strip()][:n]
+        try:
+            mult = tuple(int(x) for x in multiples.split(","))
+        except ValueError:
+            raise SfppError(f"--multiples must be integers like 1,10,30,100, got {multiples!r}") from None
+        compare(students, plist, Path(out), multiples=mult, log=lambda s: console.print(s))
+        console.print(f"[green]wrote[/] {out}/compare.json and {out}/fidelity_over_time.png")
+
+
+@app.command("heldout")
+def heldout_cmd(
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Student (default: the bundled model).")] = None,
+    seconds: Annotated[float, typer.Option("--seconds")] = 10.0,
+    out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/heldout",
+) -> None:
+    """Average oracle prompt fidelity over the 20 held-out prompts (never seen in training)."""
+    from sfpp.toyworld.compare import compare
+    from sfpp.toyworld.teacher import held_out_prompts
+
+    with user_errors():
+        from sfpp.toyworld.compare import horizon_seconds
+
+        hz = horizon_seconds()
+        mult = max(1, round(seconds / hz))
+        res = compare({"student": checkpoint}, held_out_prompts(), Path(out), multiples=(mult,),
+                      log=lambda s: console.print(s))
+        o = res["runs"]["student"][f"{mult}x"]["overall"]
+        console.print(f"held-out prompts: fidelity {o['fidelity']:.3f}, all prompted colours in "
+                      f"{100 * o['all_colours']:.1f}% of frames, background right in {100 * o['background_ok']:.1f}%")
