@@ -48,6 +48,14 @@ def test_recipe_smoke(tmp_path):
     out = sfpp.generate("a red circle and a blue square bouncing on a black background", model="toy", seconds=1,
                         checkpoint=str(students["sfpp"]), out=tmp_path / "v.mp4")
     assert out.num_frames == 16 and out.path.is_file()
+    from sfpp.toyworld.compare import compare
+
+    res = compare({"sf": str(students["sf"]), "sfpp-sink": {"checkpoint": str(students["sfpp"]), "sink": 3}},
+                  ["a red circle on a black background"], tmp_path / "compare", multiples=(1, 2), log=lambda s: None)
+    assert set(res["runs"]) == {"sf", "sfpp-sink"}
+    assert res["runs"]["sf"]["2x"]["seconds"] == 1.5 and 0 <= res["runs"]["sf"]["2x"]["overall"]["fidelity"] <= 1
+    assert (tmp_path / "compare" / "fidelity_over_time.png").is_file()
+    assert (tmp_path / "compare" / "sfpp-sink" / "2x" / "p00.json").is_file()
     from safetensors.torch import load_file
 
     a, b = load_file(str(students["sf"])), load_file(str(students["sfpp"]))

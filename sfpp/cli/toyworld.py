@@ -114,7 +114,7 @@ def oracle_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    student: Annotated[list[str], typer.Option("--student", help="LABEL=CHECKPOINT (repeat); LABEL=bundled for the shipped model.")],
+    student: Annotated[list[str], typer.Option("--student", help="LABEL=CHECKPOINT[@sinkK] (repeat); LABEL=bundled for the shipped model.")],
     out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/compare",
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file (default: the held-out set).")] = None,
     n: Annotated[int, typer.Option("--n", help="Number of prompts to use.")] = 4,
@@ -131,9 +131,13 @@ def compare_cmd(
             if "=" not in s:
                 raise SfppError(f"--student must look like LABEL=CHECKPOINT, got {s!r}")
             label, path = s.split("=", 1)
+            sink = 0
+            if "@sink" in path:
+                path, k = path.rsplit("@sink", 1)
+                sink = int(k)
             if path != "bundled" and not Path(path).is_file():
                 raise SfppError(f"checkpoint {path} does not exist")
-            students[label] = None if path == "bundled" else path
+            students[label] = {"checkpoint": None if path == "bundled" else path, "sink": sink}
         plist = (Path(prompts).read_text().splitlines() if prompts else held_out_prompts())
         plist = [p for p in plist if p.strip()][:n]
         try:

@@ -23,7 +23,7 @@ def horizon_seconds() -> float:
     return TOY_WINDOW * TOY_CODEC.frames / FPS
 
 
-def compare(students: dict[str, str | None], prompts: list[str], out: Path, *, multiples=(1, 10, 30, 100),
+def compare(students: dict[str, str | None | dict], prompts: list[str], out: Path, *, multiples=(1, 10, 30, 100),
             seed: int = 0, window_s: float = 2.0, log=print) -> dict:
     import sfpp
     from sfpp.spec import VideoSpec, load_model, resolve_spec
@@ -31,8 +31,10 @@ def compare(students: dict[str, str | None], prompts: list[str], out: Path, *, m
 
     out = Path(out)
     results: dict = {"horizon_s": horizon_seconds(), "multiples": list(multiples), "prompts": prompts, "runs": {}}
-    for label, ckpt in students.items():
-        rs = resolve_spec(VideoSpec(model="toy", checkpoint=ckpt, seconds=1.0, device="cpu"))
+    for label, entry in students.items():
+        opts = dict(entry) if isinstance(entry, dict) else {"checkpoint": entry}
+        ckpt, sink = opts.get("checkpoint"), int(opts.get("sink", 0))
+        rs = resolve_spec(VideoSpec(model="toy", checkpoint=ckpt, seconds=1.0, device="cpu", sink=sink))
         lm = load_model(rs)
         per_len = {}
         for m in multiples:
@@ -43,7 +45,7 @@ def compare(students: dict[str, str | None], prompts: list[str], out: Path, *, m
             for i, p in enumerate(prompts):
                 path = folder / f"p{i:02d}.mp4"
                 sfpp.generate(p, out=path, loaded=lm, model="toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
-                              device="cpu")
+                              device="cpu", sink=sink)
                 frames, fps = read_mp4(path)
                 scores.append(score_video(frames, p, fps=fps, window_s=window_s))
             keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours")
