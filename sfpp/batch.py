@@ -70,14 +70,9 @@ def load_latents(path: str | os.PathLike) -> torch.Tensor:
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise SfppError(f"prompts file {p} does not exist; give a text file with one prompt per line")
-    prompts = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-    prompts = [ln for ln in prompts if ln and not ln.startswith("#")]
-    if not prompts:
-        raise SfppError(f"prompts file {p} has no prompts; write one prompt per line")
-    return prompts
+    from sfpp.prompts import read_prompt_lines
+
+    return read_prompt_lines(path)
 
 
 def _slug(text: str) -> str:

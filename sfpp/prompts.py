@@ -115,3 +115,32 @@ def chunk_prompt_index(entries: list[PromptEntry], frame_start_seconds: float) -
         if frame_start_seconds + 1e-9 >= e.at:
             idx = i
     return idx
+
+
+def read_prompt_lines(path: str | Path, *, hint: str = "give a text file with one prompt per line") -> list[str]:
+    """Prompts from a text file: one per line; blank lines and ``#`` comments skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise SfppError(f"prompts file {p} does not exist; {hint}")
+    prompts = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    prompts = [ln for ln in prompts if ln and not ln.startswith("#")]
+    if not prompts:
+        raise SfppError(f"prompts file {p} is empty; write one prompt per line")
+    return prompts
+
+
+def epoch_indices(n: int, position: int, count: int, seed: int, salt: int) -> list[int]:
+    """`count` indices into `n` items from global position `position`: a fresh permutation per epoch.
+
+    Deterministic in (seed, salt, epoch), so a resumed run draws exactly what it would have.
+    """
+    import torch
+
+    from sfpp.noise import mix_seed
+
+    out = []
+    for q in range(position, position + count):
+        epoch, i = divmod(q, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, salt, epoch)))
+        out.append(int(perm[i]))
+    return out

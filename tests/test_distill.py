@@ -21,17 +21,7 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    lines = [l for l in r.output.splitlines() if l.strip().startswith("error:")]
-    assert len(lines) == 1, r.output
-    for n in needles:
-        assert n in lines[0], r.output
+from tests.train_helpers import one_line_error, run  # noqa: E402
 
 
 def test_every_stage_runs_and_generate_uses_the_checkpoint(tmp_path):

@@ -18,17 +18,7 @@ LORA = {"rank": 4, "alpha": 8}
 N_ADAPTED = 2 * (4 + 4 + 2)  # per block: attn1 q/k/v/out, attn2 q/k/v/out, ffn in/out
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    lines = [l for l in r.output.splitlines() if l.strip().startswith("error:")]
-    assert len(lines) == 1, r.output
-    for n in needles:
-        assert n in lines[0], r.output
+from tests.train_helpers import one_line_error, run  # noqa: E402
 
 
 def lora_config(tmp_path, **lora):

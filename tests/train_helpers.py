@@ -1,6 +1,27 @@
-"""Shared helpers for training tests: a tiny config written to a temp folder."""
+"""Shared test helpers: a tiny training config written to a temp folder; CLI invocation checks."""
 
 from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sfpp.cli.main import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    """Invoke the `sfpp` CLI in-process."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(r, *needles):
+    """The result is a one-line `error:` message (exit 2, no traceback) containing every needle."""
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    lines = [l for l in r.output.splitlines() if l.strip().startswith("error:")]
+    assert len(lines) == 1, r.output
+    for n in needles:
+        assert n in lines[0], r.output
 
 PROMPTS = ["a red circle", "a blue square over the sea", "a yellow star at night", "a green ball"]
 

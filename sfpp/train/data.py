@@ -9,17 +9,11 @@ from pathlib import Path
 import torch
 
 from sfpp.errors import SfppError
-from sfpp.noise import mix_seed
+from sfpp.prompts import epoch_indices, read_prompt_lines
 
 
 def read_prompt_file(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SfppError(f"prompts file {path} does not exist; set [data].prompts to a text file with one prompt per line")
-    prompts = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise SfppError(f"prompts file {path} is empty; write one prompt per line")
-    return prompts
+    return read_prompt_lines(path, hint="set [data].prompts to a text file with one prompt per line")
 
 
 class PromptEmbeddings:
@@ -57,10 +51,4 @@ class PromptEmbeddings:
 
     def indices(self, position: int, count: int, seed: int) -> list[int]:
         """`count` sample indices starting at global sample `position`: a fresh permutation per epoch."""
-        n = len(self)
-        out = []
-        for p in range(position, position + count):
-            epoch, i = divmod(p, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, 77, epoch)))
-            out.append(int(perm[i]))
-        return out
+        return epoch_indices(len(self), position, count, seed, salt=77)

@@ -185,9 +185,6 @@ def ode_regression_update(tr) -> dict[str, float]:
 
 
 def _indices(n: int, position: int, count: int, seed: int) -> list[int]:
-    out = []
-    for p in range(position, position + count):
-        epoch, i = divmod(p, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, 91, epoch)))
-        out.append(int(perm[i]))
-    return out
+    from sfpp.prompts import epoch_indices
+
+    return epoch_indices(n, position, count, seed, salt=91)
