@@ -71,13 +71,13 @@ class ResolvedSpec:
     nominal_timesteps: tuple[float, ...]
     shift: float
     cache: CacheConfig
-    blend_chunks: int
     device: str
     dtype: str
     text_len: int
     weights: str | None
     checkpoint: str | None
     lora: str | None = None
+    blend_chunks: int = 0  # prompt switches: embedding blend over this many chunks
 
     @property
     def seconds(self) -> float:
