@@ -20,13 +20,13 @@ _DEBUG_WORDS = (
 ).split()
 
 
-def build_debug_tokenizer(model_max_length: int = 512):
-    """A word-level tokenizer built in code (T5-style: lower-cased, ``</s>`` appended)."""
+def build_word_tokenizer(words, model_max_length: int = 512):
+    """A word-level tokenizer built in code (T5-style: lower-cased, ``</s>`` appended); no files."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for w in _DEBUG_WORDS:
+    for w in words:
         vocab.setdefault(w, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
@@ -39,6 +39,11 @@ def build_debug_tokenizer(model_max_length: int = 512):
         unk_token="<unk>",
         model_max_length=model_max_length,
     )
+
+
+def build_debug_tokenizer(model_max_length: int = 512):
+    """The `debug` preset's tokenizer over a small English vocabulary."""
+    return build_word_tokenizer(_DEBUG_WORDS, model_max_length)
 
 
 def clean_prompt(text: str) -> str:

@@ -50,18 +50,10 @@ TOY_WINDOW = 6  # latent frames = 12 pixel frames = 0.75 s: the teacher horizon 
 
 
 def toy_tokenizer():
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    """Word-level tokenizer over ToyWorld's vocabulary."""
+    from sfpp.text import build_word_tokenizer
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for w in toy_vocabulary():
-        vocab.setdefault(w, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=TOY_TEXT_LEN)
+    return build_word_tokenizer(toy_vocabulary(), TOY_TEXT_LEN)
 
 
 def new_toy_transformer(seed: int = 0):

@@ -1,4 +1,4 @@
-"""Sample videos during training: the student's rollout decoded to ``<stage>/samples/step_XXXXXX.mp4``."""
+"""Sample videos during training: the student's rollout decoded to ``<stage>/samples/step_NNNNNN.mp4``."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Layout under a stage folder::
     checkpoints/step_000050/student.safetensors (and student_ema.safetensors): loadable by `sfpp generate --checkpoint`
     checkpoints/latest                          name of the newest complete checkpoint
 
-A checkpoint is written into ``step_XXXXXX.tmp/``, every file is fsync'ed, the folder is renamed
+A checkpoint is written into ``step_NNNNNN.tmp/``, every file is fsync'ed, the folder is renamed
 into place and only then is ``latest`` replaced (write + fsync + rename). A process killed at
 any point leaves either the previous or the new checkpoint complete and loadable.
 """
