@@ -9,6 +9,7 @@ from the previous stage's export. Outputs under ``out``::
     config.toml                      the resolved config (and inside every checkpoint)
     <stage>/checkpoints/step_*/      resumable checkpoints (+ student safetensors)
     <stage>/student.safetensors      final student (and student_ema.safetensors): `sfpp generate --checkpoint`
+    <stage>/student_lora.safetensors with [lora]: the adapter alone (`sfpp generate --lora`)
     <stage>/log.jsonl, <stage>/tb/   losses per step; TensorBoard scalars
     <stage>/samples/                 sample videos
     cache/                           prompt embeddings

@@ -30,6 +30,13 @@ def test_recipe_smoke(tmp_path):
     from sfpp.toyworld.teacher import TeacherConfig, train_teacher
 
     teacher = train_teacher(TeacherConfig(steps=2, batch_size=2, pool_clips=6, log_every=1), tmp_path / "teacher")
+    # continuing from a teacher starts from its weights
+    more = train_teacher(TeacherConfig(steps=1, batch_size=2, pool_clips=6, log_every=1, lr=0.0, ema=1.0),
+                         tmp_path / "teacher2", init=teacher)
+    from sfpp.checkpoints import read_checkpoint as _read
+
+    a0, b0 = _read(teacher)[0], _read(more)[0]
+    assert all(torch.equal(a0[k], b0[k]) for k in a0)  # lr 0 and EMA 1: unchanged weights
     small_run = {"batch_size": 1, "checkpoint_every": 1, "sample_every": 2, "sample_seconds": 0.5}
     ode = _config("ode.toml", tmp_path, model={"teacher_checkpoint": str(teacher)}, ema={"start_step": 1},
                   ode={"num_trajectories": 2, "teacher_steps": 3, "shard_size": 1, "base_steps": 2}, run=small_run)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from sfpp.cli._common import console, user_errors
 from sfpp.cli._options import (
-    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
+    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, LoraOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
     SinkOpt, StepsOpt, WeightsOpt, WidthOpt, WindowOpt,
 )
 from sfpp.cli._progress import frame_progress
@@ -28,6 +28,7 @@ def rollout_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
+    lora: LoraOpt = None,
     window: WindowOpt = None,
     sink: SinkOpt = 0,
     rope: RopeOpt = "absolute",
@@ -41,7 +42,7 @@ def rollout_cmd(
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
                          steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
-                         weights=weights, checkpoint=checkpoint)
+                         weights=weights, checkpoint=checkpoint, lora=lora)
         plist = read_prompts(prompts)
         resolve_spec(spec)  # validate before any work
         with frame_progress() as bar:

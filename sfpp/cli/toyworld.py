@@ -21,6 +21,7 @@ def train_teacher_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "cpu",
+    init: Annotated[Optional[str], typer.Option("--init", help="Continue from an earlier teacher.safetensors.")] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -35,7 +36,9 @@ def train_teacher_cmd(
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")
-            path = train_teacher(cfg, Path(out), device=device,
+            if init is not None and not Path(init).is_file():
+                raise SfppError(f"--init {init} does not exist")
+            path = train_teacher(cfg, Path(out), device=device, init=Path(init) if init else None,
                                  on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
         console.print(f"[green]teacher[/] {path}")
 

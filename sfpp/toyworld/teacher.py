@@ -63,8 +63,11 @@ def render_pool(n: int, frames: int, seed: int, exclude: set[str]) -> tuple[np.n
 
 
 def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], None] | None = None,
-                  device: str = "cpu") -> Path:
-    """Train and write ``out/teacher.safetensors`` (EMA weights) plus ``out/log.jsonl``."""
+                  device: str = "cpu", init: Path | None = None) -> Path:
+    """Train and write ``out/teacher.safetensors`` (EMA weights) plus ``out/log.jsonl``.
+
+    ``init``: continue from an earlier teacher (its weights start both the model and the EMA).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -76,7 +79,13 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
     emb_of = {p: i for i, p in enumerate(uniq)}
-    model = new_toy_transformer(cfg.seed).to(device).train()
+    model = new_toy_transformer(cfg.seed)
+    if init is not None:
+        from sfpp.checkpoints import load_into, read_checkpoint
+
+        state, _ = read_checkpoint(init)
+        load_into(model, state, source=str(init))
+    model = model.to(device).train()
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
