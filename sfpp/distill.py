@@ -17,9 +17,7 @@ from the previous stage's export. Outputs under ``out``::
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 

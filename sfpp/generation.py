@@ -83,7 +83,7 @@ def generate(
     Returns:
         `GenerateResult` with the paths and timings.
     """
-    from sfpp.prompts import parse_schedule, schedule_to_string
+    from sfpp.prompts import parse_schedule
 
     if isinstance(prompt, str) or prompt is None:
         if prompt is None or not prompt.strip():

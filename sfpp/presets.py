@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from sfpp.codec import PixelCodec, WanVaeCodec
+from sfpp.codec import WanVaeCodec
 from sfpp.errors import SfppError
 
 WEIGHTS_ENV = "SFPP_WEIGHTS"

@@ -21,9 +21,8 @@ from sfpp.causal import CausalWan
 from sfpp.checkpoints import checkpoint_file, file_sha256, load_into, read_checkpoint
 from sfpp.errors import SfppError
 from sfpp.kv_cache import CacheConfig
-from sfpp.presets import DEBUG_TRANSFORMER, ModelPreset, get_preset, load_components, resolve_weights_dir
+from sfpp.presets import ModelPreset, get_preset, load_components, resolve_weights_dir
 from sfpp.schedule import few_step_timesteps, nominal_steps
-from sfpp.vae_stream import latents_for_pixel_frames, pixel_frames_for_latents
 
 VAE_TEMPORAL = 4
 VAE_SPATIAL = 8

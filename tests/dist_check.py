@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 from sfpp.distill import distill
 from sfpp.train import trainer as trainer_mod

@@ -1,7 +1,6 @@
 """`sfpp generate` / `sfpp rollout` end to end on `debug`, and bad input through Typer's CliRunner."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -138,7 +137,6 @@ def test_checkpoint_of_wrong_shape(tmp_path):
 
 
 def test_checkpoint_is_used(tmp_path):
-    import torch
 
     from sfpp.checkpoints import save_student
     from sfpp.presets import build_debug_components

@@ -12,7 +12,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sfpp.cli.main import app
 from sfpp.errors import SfppError
 from sfpp.presets import DEBUG_TRANSFORMER
 from sfpp.video import read_mp4

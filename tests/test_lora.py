@@ -9,7 +9,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sfpp.cli.main import app
 from sfpp.presets import DEBUG_TRANSFORMER, build_debug_components
 from tests.train_helpers import write_config
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sfpp.causal import CausalWan, TextContext
+from sfpp.causal import CausalWan
 from sfpp.cli.main import app
 from sfpp.errors import SfppError
 from sfpp.kv_cache import CacheConfig
@@ -61,7 +61,7 @@ def test_recache_with_an_identical_prompt_changes_nothing_and_a_new_prompt_only_
     assert (switched[:, :, 6:] - plain[:, :, 6:]).abs().max().item() > 1e-2
     # the re-cache matters: switching only the cross-attention (no re-cache) gives different frames
     cache = student.new_cache(CacheConfig(window=12), batch_size=1, latent_hw=(6, 8))
-    first = rollout(student, a, noise, cache, num_frames=6, chunk_frames=3, timesteps=TS)
+    rollout(student, a, noise, cache, num_frames=6, chunk_frames=3, timesteps=TS)
     no_recache = rollout(student, b, noise, cache, num_frames=6, chunk_frames=3, timesteps=TS, frame_start=6)
     assert (no_recache - switched[:, :, 6:]).abs().max().item() > 1e-4
     # with a rolling window (evictions), the re-cache rebuilds only the frames still held

@@ -6,7 +6,7 @@ import torch
 from sfpp.codec import PixelCodec, PixelCodecConfig
 from sfpp.toyworld.oracle import read_frame, score_video
 from sfpp.toyworld.teacher import held_out_prompts, render_pool
-from sfpp.toyworld.world import COLOURS, SceneSpec, ObjectSpec, parse_prompt, random_scene, render_clip
+from sfpp.toyworld.world import SceneSpec, ObjectSpec, parse_prompt, random_scene, render_clip
 
 
 def test_prompts_round_trip_and_clips_move():

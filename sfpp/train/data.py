@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from sfpp.errors import SfppError
 from sfpp.prompts import epoch_indices, read_prompt_lines
 
 

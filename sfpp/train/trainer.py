@@ -26,7 +26,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ from sfpp.errors import SfppError
 from sfpp.kv_cache import CacheConfig
 from sfpp.noise import SeededNoise, mix_seed
 from sfpp.presets import get_preset, load_components, load_diffusers_components
-from sfpp.rollout import GradPolicy, chunk_sizes, rollout
+from sfpp.rollout import GradPolicy, rollout
 from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
 from sfpp.text import encode_prompts
 from sfpp.train.config import DistillConfig, LoraSection
