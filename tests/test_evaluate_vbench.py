@@ -170,8 +170,10 @@ def test_raft_dynamic_degree_with_torchvision(tmp_path):
     (root / vb.RAFT_FILE).parent.mkdir(parents=True)
     torch.save(raft_large(weights=None).state_dict(), root / vb.RAFT_FILE)
     models = vb.VBenchModels(root)
-    frames = static_video(h=75, w=109, n=9)
+    frames = static_video(h=123, w=131, n=9)  # padded to 128x136, RAFT's minimum
     assert vb.dynamic_degree(models, frames, 8.0, iters=2) == 0.0  # identical frames: zero flow
+    with pytest.raises(SfppError, match="at least 128x128"):
+        vb.dynamic_degree(models, static_video(h=75, w=109, n=9), 8.0, iters=2)
 
 
 def test_musiq_without_pyiqa_is_a_clear_error(tmp_path):

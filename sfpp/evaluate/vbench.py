@@ -326,7 +326,14 @@ def dynamic_degree(models: VBenchModels, frames: np.ndarray, fps: float, *, iter
     counter = 0
     with torch.no_grad():
         for a in range(len(idx) - 1):
-            flow = model(x[a : a + 1].to(models.device), x[a + 1 : a + 2].to(models.device), num_flow_updates=iters)[-1]
+            try:
+                flow = model(x[a : a + 1].to(models.device), x[a + 1 : a + 2].to(models.device),
+                             num_flow_updates=iters)[-1]
+            except ValueError as e:  # torchvision's RAFT needs padded frames of at least 128x128
+                if "too small" not in str(e):
+                    raise
+                raise SfppError(f"dynamic_degree (RAFT) needs frames of at least 128x128 pixels, got {h}x{w}; "
+                                "use dynamic_degree_proxy for small videos") from None
             # as VBench: the top-5 % is taken over the padded flow, the threshold on the original size
             flow = flow[0].float().cpu()
             mag = torch.sqrt(flow[0] ** 2 + flow[1] ** 2).reshape(-1)
