@@ -121,11 +121,15 @@ class WanVaeCodec:
 
     @staticmethod
     def pixel_frames(num_latent: int) -> int:
-        return 0 if num_latent <= 0 else 1 + 4 * (num_latent - 1)
+        from sfpp.vae_stream import pixel_frames_for_latents
+
+        return pixel_frames_for_latents(num_latent)
 
     @staticmethod
     def latent_frames(num_pixel: int) -> int:
-        return 1 + -(-(num_pixel - 1) // 4)
+        from sfpp.vae_stream import latents_for_pixel_frames
+
+        return latents_for_pixel_frames(num_pixel)
 
     def stream(self):
         from sfpp.vae_stream import StreamingDecoder

@@ -151,10 +151,8 @@ def build_toy_components() -> Components:
     Without the bundled student (a source checkout before training) the transformer is
     random-initialised, which is what training starts from.
     """
-    from transformers import UMT5Config, UMT5EncoderModel
-
     from sfpp.checkpoints import load_into, read_checkpoint
-    from sfpp.toyworld.model import TOY_TEXT, new_toy_transformer, new_toy_text_encoder, toy_codec, toy_tokenizer
+    from sfpp.toyworld.model import new_toy_transformer, new_toy_text_encoder, toy_codec, toy_tokenizer
 
     transformer = new_toy_transformer(0)
     student = TOY_ASSETS / "student.safetensors"
@@ -163,15 +161,12 @@ def build_toy_components() -> Components:
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
+    text_encoder = new_toy_text_encoder(0)
     enc_file = TOY_ASSETS / "text_encoder.safetensors"
-    if enc_file.is_file():
+    if enc_file.is_file():  # the exact frozen encoder the bundled model was trained with
         from safetensors.torch import load_file
 
-        with torch.random.fork_rng(devices=[]):
-            text_encoder = UMT5EncoderModel(UMT5Config(**TOY_TEXT))
-        text_encoder.load_state_dict(load_file(str(enc_file)), strict=False)
-    else:
-        text_encoder = new_toy_text_encoder(0)
+        text_encoder.load_state_dict(load_file(str(enc_file)))
     return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
 
 

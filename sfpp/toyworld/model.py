@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from sfpp.codec import PixelCodec, PixelCodecConfig
+from sfpp.presets import DEBUG_TEXT
 from sfpp.toyworld.world import toy_vocabulary
 
 TOY_CODEC = PixelCodecConfig(patch=2, frames=2, upscale=8)
@@ -30,21 +31,8 @@ TOY_TRANSFORMER = dict(
     qk_norm="rms_norm_across_heads",
     rope_max_seq_len=1024,
 )
-TOY_TEXT = dict(
-    vocab_size=64,
-    d_model=64,
-    d_kv=16,
-    d_ff=128,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=16,
-    feed_forward_proj="gated-gelu",
-    dropout_rate=0.0,
-    pad_token_id=0,
-    eos_token_id=1,
-    decoder_start_token_id=0,
-)
+# The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
+TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
 TOY_WINDOW = 6  # latent frames = 12 pixel frames = 0.75 s: the teacher horizon K
 
