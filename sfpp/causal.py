@@ -37,11 +37,16 @@ from sfpp.kv_cache import CacheConfig, PassPlan, RollingKVCache, context_lengths
 
 @dataclass
 class TextContext:
-    """Per-layer cross-attention K/V of one prompt batch: lists of ``(B, L_txt, heads, head_dim)``."""
+    """Per-layer cross-attention K/V of one prompt batch: lists of ``(B, L_txt, heads, head_dim)``.
+
+    ``lazy`` (sharded models, see `sfpp.parallel`): ``k`` holds the projected prompt
+    ``(B, L_txt, D)`` for every layer and ``v`` holds None; each block projects its own K/V.
+    """
 
     k: list[torch.Tensor]
-    v: list[torch.Tensor]
+    v: list[torch.Tensor | None]
     dtype: torch.dtype  # dtype of the raw text embeddings; the time embedding is cast to it
+    lazy: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -192,17 +197,11 @@ class CausalWan(nn.Module):
         tr = self.transformer
         encoder_hidden_states = encoder_hidden_states.to(self.dtype)
         ctx = tr.condition_embedder.text_embedder(encoder_hidden_states)  # (B, L_txt, D)
-        ks, vs = [], []
-        for block in tr.blocks:
-            attn = block.attn2
-            if getattr(attn, "fused_projections", False):
-                k, v = attn.to_kv(ctx).chunk(2, dim=-1)
-            else:
-                k, v = attn.to_k(ctx), attn.to_v(ctx)
-            k = attn.norm_k(k)
-            ks.append(k.unflatten(2, (attn.heads, -1)))  # (B, L_txt, H, Dh)
-            vs.append(v.unflatten(2, (attn.heads, -1)))
-        return TextContext(ks, vs, encoder_hidden_states.dtype)
+        n = len(tr.blocks)
+        if getattr(self, "sharded", False):  # a block's weights exist only inside its call
+            return TextContext([ctx] * n, [None] * n, encoder_hidden_states.dtype, lazy=True)
+        ks, vs = zip(*(cross_kv(block.attn2, ctx) for block in tr.blocks))
+        return TextContext(list(ks), list(vs), encoder_hidden_states.dtype)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -313,14 +312,18 @@ class CausalWan(nn.Module):
         ctx_cos, ctx_sin = attn.ctx_rope
         args = (block, h, tproj, text.k[i], text.v[i], cos, sin, f, hw,
                 k_ctx, v_ctx, ctx_cos, ctx_sin, attn.mask, attn.store_rotated)
+        impl = self._block_impl
+        if getattr(self, "sharded", False):  # FSDP: through the block's registered forward method
+            impl, args = block.sfpp_block, args[1:]
         if checkpoint:
             # Gradient checkpointing recomputes the block during backward, when the cache has moved
             # on (later chunks evict and overwrite slots): give it a private copy of the context.
             if k_ctx is not None:
-                args = args[:9] + (k_ctx.clone(), v_ctx.clone()) + args[11:]
-            h, k_store, v = torch.utils.checkpoint.checkpoint(self._block_impl, *args, use_reentrant=False)
+                j = 9 if impl is self._block_impl else 8  # position of k_ctx in args
+                args = args[:j] + (k_ctx.clone(), v_ctx.clone()) + args[j + 2 :]
+            h, k_store, v = torch.utils.checkpoint.checkpoint(impl, *args, use_reentrant=False)
         else:
-            h, k_store, v = self._block_impl(*args)
+            h, k_store, v = impl(*args)
         attn.store(i, k_store, v)
         return h
 
@@ -348,7 +351,8 @@ def block_forward(
         block: a diffusers `WanTransformerBlock`.
         h: tokens ``(B, L, D)``, ``L = f * hw``.
         tproj: per-frame time projection ``(B, f, 6, D)``.
-        text_k, text_v: the prompt's cross-attention K/V for this block ``(B, L_txt, H, Dh)``.
+        text_k, text_v: the prompt's cross-attention K/V for this block ``(B, L_txt, H, Dh)``; or
+            the projected prompt ``(B, L_txt, D)`` and None (sharded models: projected here).
         cos, sin: RoPE of the chunk's tokens ``(1, L, 1, Dh)``.
         k_ctx, v_ctx: cached context K/V ``(B, S_ctx, H, Dh)`` or None (the chunk sees only itself).
         ctx_cos, ctx_sin: RoPE for un-rotated context keys (relative policy), else None.
@@ -360,6 +364,8 @@ def block_forward(
         ``(h, k, v)``: the block output ``(B, L, D)`` and the chunk's K/V ``(B, L, H, Dh)`` to cache.
     """
     B, L, D = h.shape
+    if text_v is None:
+        text_k, text_v = cross_kv(block.attn2, text_k)
     mod = block.scale_shift_table.view(1, 1, 6, D) + tproj.float()  # (B, f, 6, D) float32
     shift, scale, gate, c_shift, c_scale, c_gate = mod.chunk(6, dim=2)  # each (B, f, 1, D)
 
@@ -402,6 +408,16 @@ def block_forward(
     ff = block.ffn(n)
     h = (h.float() + (ff.float().view(B, f, hw, D) * c_gate).view(B, L, D)).type_as(h)
     return h, (k_rot if store_rotated else k), v
+
+
+def cross_kv(attn: nn.Module, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's cross-attention K/V of the projected prompt ``(B, L_txt, D)``: each ``(B, L_txt, H, Dh)``."""
+    if getattr(attn, "fused_projections", False):
+        k, v = attn.to_kv(ctx).chunk(2, dim=-1)
+    else:
+        k, v = attn.to_k(ctx), attn.to_v(ctx)
+    k = attn.norm_k(k)
+    return k.unflatten(2, (attn.heads, -1)), v.unflatten(2, (attn.heads, -1))
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

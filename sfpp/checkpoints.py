@@ -79,9 +79,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return ck.state, (ck.config or ck.describe())
 
 
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load a state dict strictly, turning any key or shape mismatch into one clear error."""
-    own = module.state_dict()
+def check_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Raise one clear error when `state` has other keys or shapes than `own` (a module's state dict)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [
@@ -101,6 +100,12 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source
             f"checkpoint {source} does not fit this model: {'; '.join(parts)}; "
             "pick the --model the checkpoint was trained for"
         )
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load a state dict strictly, turning any key or shape mismatch into one clear error."""
+    own = module.state_dict()
+    check_fits(own, state, source=source)
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(state[k].to(v.dtype))

@@ -19,6 +19,7 @@ def train_teacher_cmd(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")] = "runs/toy/teacher",
     steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 2500,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 5% of it).")] = 4e-4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "cpu",
     init: Annotated[Optional[str], typer.Option("--init", help="Continue from an earlier teacher.safetensors.")] = None,
@@ -30,9 +31,9 @@ def train_teacher_cmd(
     from sfpp.toyworld.teacher import TeacherConfig, train_teacher
 
     with user_errors():
-        if steps <= 0 or batch_size <= 0:
-            raise SfppError("--steps and --batch-size must be positive")
-        cfg = TeacherConfig(steps=steps, batch_size=batch_size, seed=seed, log_every=max(1, min(50, steps // 10)))
+        if steps <= 0 or batch_size <= 0 or lr <= 0:
+            raise SfppError("--steps, --batch-size and --lr must be positive")
+        cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=max(1, min(50, steps // 10)))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")

@@ -10,6 +10,7 @@ background combinations) is never rendered for training and is used to test gene
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,12 +34,22 @@ class TeacherConfig:
     lr: float = 4e-4
     weight_decay: float = 0.01
     warmup: int = 200
+    lr_min_ratio: float = 0.05  # cosine decay from lr to lr * lr_min_ratio over the run (1.0: constant)
+    save_every: int = 500  # EMA snapshot to out/teacher.safetensors (0: only at the end)
     shift: float = 3.0  # timestep shift for t sampling
     caption_dropout: float = 0.1  # empty prompt for classifier-free guidance
     pool_clips: int = 3000  # rendered clips kept in memory (24 frames each)
     ema: float = 0.999
     seed: int = 0
     log_every: int = 50
+
+
+def lr_factor(cfg: TeacherConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``lr_min_ratio`` at the last step."""
+    if step < cfg.warmup:
+        return (step + 1) / max(1, cfg.warmup)
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
 def held_out_prompts(n: int = 20, seed: int = 1234) -> list[str]:
@@ -88,7 +99,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     model = model.to(device).train()
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     rng = np.random.default_rng(cfg.seed + 1)
     log = open(out / "log.jsonl", "w")
     t0 = time.perf_counter()
@@ -116,16 +127,21 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
             for k, p in model.state_dict().items():
                 ema[k].mul_(d).add_(p.detach(), alpha=1 - d)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {"step": step, "loss": loss.item(), "grad_norm": gn, "elapsed_s": time.perf_counter() - t0}
+            row = {"step": step, "loss": loss.item(), "grad_norm": gn, "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0}
             log.write(json.dumps(row) + "\n")
             log.flush()
             if on_log:
                 on_log(row)
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            _save(out, ema, cfg, step)
     log.close()
-    path = save_student(out / "teacher.safetensors", ema,
+    return _save(out, ema, cfg, cfg.steps)
+
+
+def _save(out: Path, ema: dict, cfg: TeacherConfig, step: int) -> Path:
+    return save_student(out / "teacher.safetensors", ema,
                         {"model": "toy", "role": "teacher", "horizon_latent_frames": TOY_WINDOW,
-                         "train": asdict(cfg)})
-    return path
+                         "step": step, "train": asdict(cfg)})
 
 
 @torch.no_grad()

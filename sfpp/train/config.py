@@ -144,6 +144,7 @@ class RunSection:
     sample_seconds: float = 10.0
     log_every: int = 1
     device: str | None = None
+    fsdp: bool = False  # shard student, critic and teacher across processes (FSDP2) instead of replicating
 
 
 @dataclass(frozen=True, kw_only=True)

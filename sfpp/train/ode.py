@@ -77,16 +77,23 @@ def ensure_trajectories(tr) -> Path:
     n_shards = math.ceil(total / size)
     n_prompts = len(tr.data)
     C, (H, W) = tr.nets.student.in_channels, tr.latent_hw
-    for shard in range(n_shards):
-        if shard % tr.world != tr.rank:
-            continue
-        path = root / f"shard_{shard:05d}.safetensors"
-        if path.is_file():
-            continue  # resume: done earlier
-        ids = list(range(shard * size, min(total, (shard + 1) * size)))
+    def batches(shard: int) -> int:
+        """Teacher batches still to run for `shard` (0 when it is done or does not exist)."""
+        if shard >= n_shards or (root / f"shard_{shard:05d}.safetensors").is_file():
+            return 0
+        return math.ceil((min(total, (shard + 1) * size) - shard * size) / cfg.run.batch_size)
+
+    for first in range(0, n_shards, tr.world):  # one round: shards first .. first + world - 1, one per rank
+        shard = first + tr.rank
+        mine = batches(shard)
+        # FSDP: the teacher's every forward is a collective, so all ranks run as many batches as the
+        # busiest rank of the round (ranks with less to do run throw-away batches).
+        rounds = max(batches(first + r) for r in range(tr.world)) if tr.fsdp else mine
         states, times, prompts = [], [], []
-        for j in range(0, len(ids), cfg.run.batch_size):
-            batch = ids[j : j + cfg.run.batch_size]
+        ids = list(range(shard * size, min(total, (shard + 1) * size))) if mine else []
+        for b in range(rounds):
+            j = b * cfg.run.batch_size
+            batch = ids[j : j + cfg.run.batch_size] or [0]  # [0]: a throw-away batch
             pidx = [i % n_prompts for i in batch]
             noise = SeededNoise([mix_seed(cfg.run.seed, P_TRAJ, i) for i in batch], channels=C, height=H, width=W,
                                 device=tr.device).sample(0, tr.K)
@@ -95,9 +102,13 @@ def ensure_trajectories(tr) -> Path:
             s, t = teacher_trajectories(tr.nets.teacher, noise, cond, uncond, steps=cfg.ode.teacher_steps,
                                         shift=cfg.ode.shift, guidance=cfg.ode.guidance_scale,
                                         student_timesteps=tr.timesteps)
-            states.append(s.cpu())
-            times.append(t.cpu())
-            prompts.extend(pidx)
+            if b < mine:
+                states.append(s.cpu())
+                times.append(t.cpu())
+                prompts.extend(pidx)
+        if not mine:
+            continue
+        path = root / f"shard_{shard:05d}.safetensors"
         tmp = path.with_name(path.name + ".tmp")
         save_file({"states": torch.cat(states).contiguous(), "timesteps": torch.cat(times).contiguous(),
                    "prompt_index": torch.tensor(prompts, dtype=torch.int64)}, str(tmp))
@@ -177,7 +188,7 @@ def ode_regression_update(tr) -> dict[str, float]:
         loss_sum += loss.item()
     params = [p for p in s.parameters() if p.requires_grad]
     tr._sync_grads(params)
-    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip).item()
+    gnorm = tr._clip(params)
     tr.opt_g.step()
     tr.sched_g.step()
     tr._update_ema()

@@ -12,7 +12,8 @@ from sfpp.video import Mp4Writer
 
 @torch.no_grad()
 def write_sample(tr, fps: int = 16) -> None:
-    """Roll out `[run].sample_seconds` with the current student and write an MP4 (rank 0 only)."""
+    """Roll out `[run].sample_seconds` with the current student and write an MP4 (rank 0 only; under
+    FSDP the other ranks run the same rollout, since every forward gathers weights collectively)."""
     cfg = tr.cfg
     s = tr.nets.student
     was_training = s.training
@@ -26,6 +27,13 @@ def write_sample(tr, fps: int = 16) -> None:
     text = s.encode_text(tr.sample_emb.to(tr.device, next(s.parameters()).dtype))
     cache = s.new_cache(tr.cache_cfg, batch_size=1, latent_hw=tr.latent_hw)
     noise = SeededNoise(cfg.run.seed, channels=s.in_channels, height=h, width=w, device=tr.device)
+    if not tr.acc.is_main_process:
+        try:
+            rollout(s, text, noise, cache, num_frames=latent, chunk_frames=tr.chunk, timesteps=tr.timesteps,
+                    keep=False)
+        finally:
+            s.train(was_training)
+        return
     out = tr.dir / "samples" / f"step_{tr.step:06d}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     decoder = codec.stream()

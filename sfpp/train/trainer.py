@@ -212,6 +212,10 @@ class Distiller:
                                                      encoder_id=encoder_id, text_len=self.nets.text_len,
                                                      encode_fn=encode).cond
         del encode  # the text encoder is no longer referenced: training never needs it again
+        self._broadcast_initial_weights()
+        self.fsdp = cfg.run.fsdp
+        if self.fsdp:
+            self._shard()
 
         s = self.nets.student
         lr = cfg.ode.lr if stage == "ode" else cfg.optim.gen_lr
@@ -227,7 +231,6 @@ class Distiller:
         self.ema: dict[str, torch.Tensor] | None = None
         self.step = 0
         self.position = 0  # global samples consumed
-        self._broadcast_initial_weights()
         if resume:
             self._load(self.ckpt.load())
         self.tb = None
@@ -245,6 +248,44 @@ class Distiller:
                 if m is not None:
                     for p in m.parameters():
                         dist.broadcast(p.data, src=0)
+
+    def _shard(self) -> None:
+        """FSDP: every network sharded across the processes (`sfpp.parallel`)."""
+        from sfpp import parallel
+
+        if self.cfg.lora.enabled:
+            raise SfppError("[run] fsdp and [lora] cannot be combined yet; LoRA adapters are small enough to "
+                            "train with plain data parallelism (fsdp = false)")
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise SfppError("[run] fsdp shards across processes: start the run with `accelerate launch "
+                            "--multi_gpu --num_processes N ...` (N >= 2), or set fsdp = false")
+        mesh = parallel.device_mesh(self.device)
+        parallel.shard_causal(self.nets.student, mesh)
+        parallel.shard_bidirectional(self.nets.teacher, mesh)
+        if self.nets.critic is not None:
+            parallel.shard_bidirectional(self.nets.critic, mesh)
+
+    def _shard_report(self) -> dict[str, Any]:
+        """Parameters held by each rank vs in the whole student (collective)."""
+        import torch.distributed as dist
+
+        from sfpp.parallel import is_sharded
+
+        ps = list(self.nets.student.parameters())
+        local = torch.tensor([sum((p.to_local() if is_sharded(p) else p).numel() for p in ps)], dtype=torch.int64,
+                             device=self.device)
+        per_rank = [torch.zeros_like(local) for _ in range(self.world)]
+        dist.all_gather(per_rank, local)
+        return {"world": self.world, "student_params": sum(p.numel() for p in ps),
+                "student_params_per_rank": [int(t) for t in per_rank]}
+
+    def _clip(self, params: list[torch.nn.Parameter]) -> float:
+        """Clip gradients to `[optim].grad_clip` (global norm over all shards); returns the norm."""
+        from sfpp.parallel import full_tensor
+
+        return float(full_tensor(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)))
 
     def _gen(self, *parts: int) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(self.cfg.run.seed, STAGE_IDS[self.stage], self.step, *parts))
@@ -267,7 +308,7 @@ class Distiller:
     def _sync_grads(self, params: list[torch.nn.Parameter]) -> None:
         """Average gradients over processes (DDP semantics, done explicitly so that a rollout may
         run the student many times before one backward)."""
-        if self.world <= 1:
+        if self.world <= 1 or self.fsdp:  # FSDP reduce-scatters (averages) gradients during backward
             return
         import torch.distributed as dist
 
@@ -357,7 +398,7 @@ class Distiller:
             norm_sum += normaliser.mean().item()
         params = [p for p in nets.student.parameters() if p.requires_grad]
         self._sync_grads(params)
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip).item()
+        gnorm = self._clip(params)
         self.opt_g.step()
         self.sched_g.step()
         self._update_ema()
@@ -384,7 +425,7 @@ class Distiller:
             loss_sum += loss.item()
         params = [p for p in nets.critic.parameters() if p.requires_grad]
         self._sync_grads(params)
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip).item()
+        gnorm = self._clip(params)
         self.opt_c.step()
         self.sched_c.step()
         return {"critic_loss": loss_sum / cfg.run.grad_accum, "critic_grad_norm": gnorm}
@@ -394,12 +435,14 @@ class Distiller:
         if self.step + 1 < e.start_step:
             return
         sd = self.nets.student.transformer.state_dict()
+        # Unsharded: a float32 CPU copy. FSDP: each process keeps the EMA of its own shards, where they live.
+        home = (lambda v: v) if self.fsdp else (lambda v: v.cpu())
         with torch.no_grad():
             if self.ema is None:
-                self.ema = {k: v.detach().float().cpu().clone() for k, v in sd.items()}
+                self.ema = {k: home(v.detach().float()).clone() for k, v in sd.items()}
             else:
                 for k, v in sd.items():
-                    self.ema[k].mul_(e.decay).add_(v.detach().float().cpu(), alpha=1 - e.decay)
+                    self.ema[k].mul_(e.decay).add_(home(v.detach().float()), alpha=1 - e.decay)
 
     def train_step(self) -> dict[str, float]:
         if self.stage == "ode":
@@ -417,7 +460,33 @@ class Distiller:
         return metrics
 
     # ------------------------------------------------------------------ state
+    def _full_student(self) -> dict[str, torch.Tensor]:
+        """The student's diffusers-layout weights, unsharded (collective under FSDP: call on every rank)."""
+        from sfpp.parallel import full_state_dict
+
+        tr = self.nets.student.transformer
+        return full_state_dict(tr) if self.fsdp else tr.state_dict()
+
+    def _full_ema(self) -> dict[str, torch.Tensor] | None:
+        from sfpp.parallel import full_tensors
+
+        return full_tensors(self.ema) if (self.fsdp and self.ema is not None) else self.ema
+
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs, unsharded. Under FSDP a collective: every rank calls it."""
+        from sfpp import parallel
+
+        critic = self.nets.critic
+        if self.fsdp:
+            student, ema = self._full_student(), self._full_ema()
+            critic_sd = parallel.full_state_dict(critic) if critic is not None else None
+            opt_gen = parallel.optimizer_state(self.nets.student, self.opt_g)
+            opt_critic = parallel.optimizer_state(critic, self.opt_c) if self.opt_c is not None else None
+        else:
+            student, ema = self.nets.student.transformer.state_dict(), self.ema
+            critic_sd = critic.state_dict() if critic is not None else None
+            opt_gen = self.opt_g.state_dict()
+            opt_critic = self.opt_c.state_dict() if self.opt_c is not None else None
         rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
         if torch.cuda.is_available():
@@ -428,11 +497,12 @@ class Distiller:
             "step": self.step,
             "position": self.position,
             "total_steps": self.total_steps,
-            "student": self.nets.student.transformer.state_dict(),
-            "critic": self.nets.critic.state_dict() if self.nets.critic is not None else None,
-            "ema": self.ema,
-            "opt_gen": self.opt_g.state_dict(),
-            "opt_critic": self.opt_c.state_dict() if self.opt_c is not None else None,
+            "fsdp": self.fsdp,
+            "student": student,
+            "critic": critic_sd,
+            "ema": ema,
+            "opt_gen": opt_gen,
+            "opt_critic": opt_critic,
             "sched_gen": self.sched_g.state_dict(),
             "sched_critic": self.sched_c.state_dict() if self.sched_c is not None else None,
             "rng": rng,
@@ -450,15 +520,29 @@ class Distiller:
                 diff = [k for k in mine[section] if saved.get(section, {}).get(k) != mine[section][k]]
                 raise SfppError(f"cannot resume: the checkpoint was trained with different [{section}] settings "
                                 f"({', '.join(diff)}); restore them or use a new --out")
-        load_into(self.nets.student.transformer, st["student"], source=str(self.dir))
+        if bool(st.get("fsdp", False)) != self.fsdp:
+            raise SfppError(f"cannot resume: the checkpoint in {self.dir} was written with [run] fsdp = "
+                            f"{str(bool(st.get('fsdp', False))).lower()}; set it back or use a new --out")
+        from sfpp import parallel
+
+        parallel.load_full_state(self.nets.student.transformer, st["student"], source=str(self.dir))
         if self.nets.critic is not None and st["critic"] is not None:
-            load_into(self.nets.critic, st["critic"], source=str(self.dir))
-        self.opt_g.load_state_dict(st["opt_gen"])
+            parallel.load_full_state(self.nets.critic, st["critic"], source=str(self.dir))
+        if self.fsdp:
+            parallel.load_optimizer_state(self.nets.student, self.opt_g, st["opt_gen"])
+        else:
+            self.opt_g.load_state_dict(st["opt_gen"])
         self.sched_g.load_state_dict(st["sched_gen"])
         if self.opt_c is not None:
-            self.opt_c.load_state_dict(st["opt_critic"])
+            if self.fsdp:
+                parallel.load_optimizer_state(self.nets.critic, self.opt_c, st["opt_critic"])
+            else:
+                self.opt_c.load_state_dict(st["opt_critic"])
             self.sched_c.load_state_dict(st["sched_critic"])
         self.ema = st["ema"]
+        if self.fsdp and self.ema is not None:  # each rank keeps the EMA of its own shards
+            own = self.nets.student.transformer.state_dict()
+            self.ema = {k: parallel.shard_like(v.float(), own[k].detach().float()) for k, v in self.ema.items()}
         self.step, self.position = int(st["step"]), int(st["position"])
         rng = st["rng"]
         torch.set_rng_state(rng["torch"])
@@ -486,12 +570,13 @@ class Distiller:
 
     def save_checkpoint(self) -> Path | None:
         path = None
+        if self.acc.is_main_process or self.fsdp:  # FSDP: gathering the state is a collective
+            state = self.state()
         if self.acc.is_main_process:
-            exports = {"student": (self.export_weights(self.nets.student.transformer.state_dict()),
-                                   self.export_config())}
-            if self.ema is not None:
-                exports["student_ema"] = (self.export_weights(self.ema), self.export_config())
-            path = self.ckpt.save(self.step, self.state(), exports)
+            exports = {"student": (self.export_weights(state["student"]), self.export_config())}
+            if state["ema"] is not None:
+                exports["student_ema"] = (self.export_weights(state["ema"]), self.export_config())
+            path = self.ckpt.save(self.step, state, exports)
         self.acc.wait_for_everyone()
         return path
 
@@ -500,11 +585,14 @@ class Distiller:
         alone, `student_lora.safetensors`) and `done.json`."""
         from sfpp.checkpoints import save_student
 
+        sd, ema = (self._full_student(), self._full_ema()) if self.fsdp else (None, None)  # collectives
+        shard_report = self._shard_report() if self.fsdp else None
         if self.acc.is_main_process:
-            sd = self.nets.student.transformer.state_dict()
+            if not self.fsdp:
+                sd, ema = self.nets.student.transformer.state_dict(), self.ema
             save_student(self.dir / "student.safetensors", self.export_weights(sd), self.export_config())
-            if self.ema is not None:
-                save_student(self.dir / "student_ema.safetensors", self.export_weights(self.ema),
+            if ema is not None:
+                save_student(self.dir / "student_ema.safetensors", self.export_weights(ema),
                              self.export_config())
             if self.cfg.lora.enabled:
                 from sfpp.lora import save_adapter
@@ -513,7 +601,10 @@ class Distiller:
                 adapter_cfg = {**self.export_config(), "lora": {**to_dict(lo), "merged": False}}
                 save_adapter(self.dir / "student_lora.safetensors", sd, rank=lo.rank, alpha=lo.alpha,
                              target_modules=lo.target_modules, config=adapter_cfg)
-            (self.dir / "done.json").write_text(json.dumps({"step": self.step}) + "\n")
+            done = {"step": self.step}
+            if self.fsdp:
+                done["fsdp"] = shard_report
+            (self.dir / "done.json").write_text(json.dumps(done) + "\n")
         self.acc.wait_for_everyone()
         return self.dir / "student.safetensors"
 
@@ -569,7 +660,9 @@ class Distiller:
                 if every > 0 and self.step % every == 0:
                     self.save_checkpoint()
                 se = self.cfg.run.sample_every
-                if sample_fn is not None and se > 0 and self.step % se == 0 and self.acc.is_main_process:
+                # FSDP: every rank takes part in the sample's forwards (only rank 0 writes the video)
+                if sample_fn is not None and se > 0 and self.step % se == 0 and (self.acc.is_main_process
+                                                                                 or self.fsdp):
                     sample_fn(self)
         except KeyboardInterrupt:
             self.save_checkpoint()
