@@ -229,3 +229,42 @@ def test_dynamic_degree_sampling_and_thresholds(tmp_path, monkeypatch, speed, mo
     shape, lo, hi, iters = model.calls[0]
     assert shape == (1, 3, 80, 112)  # padded to multiples of 8
     assert -1.0 <= lo < 0 < hi <= 1.0 and iters == 20
+
+
+def _pyiqa_available() -> bool:
+    try:
+        from pyiqa.archs.musiq_arch import MUSIQ  # noqa: F401
+    except Exception:  # noqa: BLE001 - pyiqa needs torchvision and scipy
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _pyiqa_available(), reason="pyiqa (optional extra) is not installed")
+def test_musiq_imaging_quality_loads_vbench_file_and_matches_vbench_transform(tmp_path):
+    """A random-initialised MUSIQ saved under VBench's file name: loaded safely (weights_only), frames
+    resized with VBench's 'longer' rule (torchvision Resize, antialias off) and scored /100."""
+    from pyiqa.archs.musiq_arch import MUSIQ
+    from torchvision import transforms
+
+    torch.manual_seed(0)
+    ref = MUSIQ(pretrained=False).eval()
+    (tmp_path / vb.MUSIQ_FILE).parent.mkdir(parents=True)
+    torch.save({"params": {f"module.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / vb.MUSIQ_FILE)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 40, 600, 3)).astype(np.uint8)  # longer side 600 > 512: resized
+    got = vb.imaging_quality(vb.VBenchModels(tmp_path), frames)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    scale = 512.0 / 600
+    x = transforms.Resize(size=(int(scale * 40), int(scale * 600)), antialias=False)(x) / 255.0
+    with torch.no_grad():
+        want = float(np.mean([float(ref(x[i : i + 1])) for i in range(2)])) / 100.0
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-7)
+    # other weights give another score: the file really is what is scored
+    torch.manual_seed(1)
+    other = MUSIQ(pretrained=False)
+    torch.save(other.state_dict(), tmp_path / vb.MUSIQ_FILE)
+    assert vb.imaging_quality(vb.VBenchModels(tmp_path), frames) != pytest.approx(got, rel=1e-6)
+    # a wrong file is one clear error
+    torch.save({"nope": torch.zeros(1)}, tmp_path / vb.MUSIQ_FILE)
+    with pytest.raises(SfppError, match="not a MUSIQ checkpoint"):
+        vb.VBenchModels(tmp_path).musiq()

@@ -233,7 +233,22 @@ class VBenchModels:
                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run: pip install 'sfpp[musiq]' "
                     "with a torchvision that matches your torch"
                 ) from None
-            return MUSIQ(pretrained_model_path=str(self.weights_dir / MUSIQ_FILE)).to(self.device).eval()
+            # Built without pyiqa's own loader (which unpickles with weights_only=False): the
+            # SPAQ checkpoint is a plain state dict, read here with weights_only=True.
+            model = MUSIQ(pretrained=False)  # SPAQ: one MOS output (num_class=1), pyiqa's default shape
+            path = self.weights_dir / MUSIQ_FILE
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - pickle errors vary
+                raise SfppError(f"cannot read {path} ({type(e).__name__}); re-download VBench's MUSIQ file") from None
+            if isinstance(sd, dict) and isinstance(sd.get("params"), dict):
+                sd = sd["params"]
+            sd = {k.removeprefix("module."): v for k, v in sd.items()}
+            try:
+                model.load_state_dict(sd)
+            except RuntimeError as e:
+                raise SfppError(f"{path} is not a MUSIQ checkpoint: {str(e).splitlines()[0]}") from None
+            return model.to(self.device).eval()
 
         return self._get("musiq", load)
 

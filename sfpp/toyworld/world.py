@@ -144,7 +144,7 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
     """Render `num_frames` frames of `scene` with random start positions and velocities."""
     objs = []
     for spec in scene.objects:
-        r = float(rng.uniform(3.5, 5.5))
+        r = float(rng.uniform(4.5, 7.0))
         ang = float(rng.uniform(0, 2 * math.pi))
         v = float(rng.uniform(*speed))
         objs.append(_Obj(spec, r, float(rng.uniform(r, size - r)), float(rng.uniform(r, size - r)),
