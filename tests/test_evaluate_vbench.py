@@ -268,3 +268,220 @@ def test_musiq_imaging_quality_loads_vbench_file_and_matches_vbench_transform(tm
     torch.save({"nope": torch.zeros(1)}, tmp_path / vb.MUSIQ_FILE)
     with pytest.raises(SfppError, match="not a MUSIQ checkpoint"):
         vb.VBenchModels(tmp_path).musiq()
+
+
+# ---- motion_smoothness (AMT-S) -----------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    """AMT-S on one 128x128 pair is ~0.1 s on one thread; a second thread only adds contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _seeded_amt_state(model: torch.nn.Module) -> dict:
+    """Deterministic weights of a sensible scale (fan-in scaled convolutions, PReLU slopes near 0.25)."""
+    import math
+
+    g = torch.Generator().manual_seed(1234)
+    sd = {}
+    for k, v in model.state_dict().items():
+        if v.ndim >= 2:
+            fan_in = v[0].numel() if "convblock.2" not in k else v.shape[0] * v.shape[2] * v.shape[3] / 4
+            sd[k] = 0.5 * torch.randn(v.shape, generator=g) / math.sqrt(fan_in)
+        elif k.endswith("bias"):
+            sd[k] = 0.05 * torch.randn(v.shape, generator=g)
+        else:
+            sd[k] = 0.25 + 0.05 * torch.randn(v.shape, generator=g)
+    return sd
+
+
+def _save_amt(root, state: dict, *, nest: bool = True):
+    (root / vb.AMT_FILE).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 299, "state_dict": state} if nest else state, root / vb.AMT_FILE)
+    return root
+
+
+def test_amt_s_has_the_official_checkpoint_layout():
+    import hashlib
+
+    from sfpp.evaluate.amt import AMTS
+
+    sd = AMTS().state_dict()
+    # names and shapes of the 213 tensors in amt-s.pth (2,990,543 parameters, ~12 MB), as produced by
+    # the official networks/AMT-S.py; the digest pins the whole list, the asserts show a few entries
+    assert len(sd) == 213 and sum(v.numel() for v in sd.values()) == 2_990_543
+    for name, shape in [
+        ("feat_encoder.layer2.0.downsample.0.weight", (64, 32, 1, 1)),
+        ("feat_encoder.conv2.weight", (84, 96, 1, 1)),
+        ("encoder.pyramid4.0.0.weight", (56, 44, 3, 3)),
+        ("encoder.pyramid1.1.1.weight", (20,)),
+        ("decoder4.convblock.0.0.weight", (112, 113, 3, 3)),
+        ("decoder1.convblock.2.weight", (60, 24, 4, 4)),
+        ("update2.gru.0.weight", (76, 92, 3, 3)),
+        ("update3.feat_head.2.weight", (32, 76, 3, 3)),
+        ("comb_block.1.weight", (18,)),
+    ]:
+        assert tuple(sd[name].shape) == shape, name
+    layout = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sd.items())
+    assert hashlib.sha256(layout.encode()).hexdigest() == "5c68373907b1b49375bfbd27b6d268777c74c8fee1847216a35ae4b9c450c510"
+
+
+def test_amt_s_forward_matches_reference_values(one_thread):
+    """Values produced by the official AMT-S code with the same seeded weights and inputs (computed
+    once outside the repo, where sfpp's network matched it bit for bit)."""
+    from sfpp.evaluate.amt import AMTS
+
+    model = AMTS().eval()
+    model.load_state_dict(_seeded_amt_state(model), strict=True)
+    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(144.0), indexing="ij")
+    img0 = (0.5 + 0.4 * torch.sin(x / 9 + y / 13)).expand(1, 3, -1, -1).clone()
+    img0[:, 1] = 0.5 + 0.4 * torch.cos(x / 7 - y / 11)
+    img1 = torch.roll(img0, shifts=(2, 3), dims=(2, 3))
+    with torch.no_grad():
+        out = model(img0, img1, 0.5)
+    assert out.shape == (1, 3, 128, 144)
+    assert out.mean().item() == pytest.approx(0.5178141593933105, abs=1e-4)
+    assert out.std().item() == pytest.approx(0.26828286051750183, abs=1e-4)
+    for (c, i, j), want in [((0, 0, 0), 0.5767298340797424), ((1, 64, 72), 0.3906766176223755),
+                            ((2, 127, 143), 0.5709123611450195), ((0, 31, 100), 0.7847933769226074),
+                            ((0, 5, 9), 0.8923819661140442), ((2, 100, 120), 0.825654149055481)]:
+        assert out[0, c, i, j].item() == pytest.approx(want, abs=1e-4), (c, i, j)
+
+
+def test_amt_loads_vbench_file_pads_to_16_and_interpolates(tmp_path, one_thread):
+    from sfpp.evaluate.amt import AMTS
+
+    state = _seeded_amt_state(AMTS())
+    models = vb.VBenchModels(_save_amt(tmp_path, state))
+    model = models.amt()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())  # weights came from the file
+    seen = []
+    model.register_forward_hook(lambda mod, args, kwargs, out: seen.append((args, kwargs, out)), with_kwargs=True)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 115, 121, 3)).astype(np.uint8)
+    mids = models.amt_midpoints(frames)
+    assert mids.shape == (2, 115, 121, 3) and mids.dtype == np.uint8
+    # one pair per call, replicate-padded to 128x128: 13 rows (6 above, 7 below), 7 columns (3 left, 4 right)
+    assert len(seen) == 2
+    (a, b, t), kw, pred = seen[1]
+    assert a.shape == b.shape == (1, 3, 128, 128) and t == 0.5 and kw == {"scale_factor": 1.0}
+    x = torch.from_numpy(frames[1:2]).permute(0, 3, 1, 2).float() / 255.0
+    assert torch.equal(a, torch.nn.functional.pad(x, (3, 4, 6, 7), mode="replicate"))
+    assert torch.equal(a[0, :, 6:121, 3:124], x[0])
+    assert torch.equal(b[0, :, 6:121, 3:124], torch.from_numpy(frames[2]).permute(2, 0, 1).float() / 255.0)
+    # the crop of the network output, x255, truncated (not rounded) to uint8
+    crop = pred[0, :, 6:121, 3:124]
+    assert np.array_equal(mids[1], (crop * 255).permute(1, 2, 0).numpy().clip(0, 255).astype(np.uint8))
+    assert not np.array_equal(mids[1], (crop * 255).round().permute(1, 2, 0).numpy().clip(0, 255).astype(np.uint8))
+    # batching pairs gives the same frames up to float rounding
+    batched = vb.VBenchModels(tmp_path, amt_batch=2).amt_midpoints(frames)
+    assert np.abs(batched.astype(int) - mids.astype(int)).max() <= 1
+
+
+def test_amt_checkpoint_variants_and_errors(tmp_path):
+    from sfpp.evaluate.amt import AMTS
+
+    state = AMTS().state_dict()
+    # a bare state dict with DataParallel's prefix also loads
+    _save_amt(tmp_path, {f"module.{k}": v for k, v in state.items()}, nest=False)
+    assert isinstance(vb.VBenchModels(tmp_path).amt(), AMTS)
+    # a missing file is listed with where to get it, before any work
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SfppError) as e:
+        vb.check_weights(empty, ["motion_smoothness"])
+    assert "amt_model/amt-s.pth" in str(e.value) and "hf download lalala125/AMT amt-s.pth" in str(e.value)
+    with pytest.raises(SfppError, match="amt-s.pth is missing; fetch it with: hf download lalala125/AMT"):
+        vb.VBenchModels(empty).amt()
+    # not a checkpoint, another network, a wrong shape: one clear line each
+    (tmp_path / vb.AMT_FILE).write_bytes(b"not a torch file")
+    with pytest.raises(SfppError, match=r"cannot read .*amt-s.pth \(.*\); re-download it"):
+        vb.VBenchModels(tmp_path).amt()
+    _save_amt(tmp_path, {"conv.weight": torch.zeros(3, 3)})
+    with pytest.raises(SfppError, match=r"is not an AMT-S checkpoint \(213 tensors missing, 1 unexpected") as e:
+        vb.VBenchModels(tmp_path).amt()
+    assert "\n" not in str(e.value)
+    bad = dict(state)
+    bad["comb_block.2.weight"] = torch.zeros(3, 18, 5, 5)
+    _save_amt(tmp_path, bad)
+    with pytest.raises(SfppError, match=r"comb_block.2.weight has shape \(3, 18, 5, 5\), expected \(3, 18, 3, 3\)"):
+        vb.VBenchModels(tmp_path).amt()
+
+
+def test_amt_rejects_frames_too_small_for_its_correlation_pyramid(tmp_path, one_thread):
+    from sfpp.evaluate.amt import AMTS
+
+    models = vb.VBenchModels(_save_amt(tmp_path, AMTS().state_dict()))
+    with pytest.raises(SfppError, match="at least 113x113 pixels, got 112x300"):
+        models.amt_midpoints(np.zeros((3, 112, 300, 3), np.uint8))
+
+
+class _FakeMidpoints:
+    """Stands in for AMT-S: returns the real odd frames of `video` plus a known offset per midpoint."""
+
+    def __init__(self, video: np.ndarray, offsets):
+        self.video, self.offsets, self.inputs = video, offsets, []
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        self.inputs.append(inputs.copy())
+        n = len(inputs) - 1
+        odd = self.video[1::2][:n].astype(np.int16)
+        return (odd + np.asarray(self.offsets[:n], np.int16)[:, None, None, None]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("n_frames", [9, 8])
+def test_motion_smoothness_formula_and_sampling(tmp_path, n_frames):
+    rng = np.random.default_rng(n_frames)
+    video = rng.integers(10, 200, (n_frames, 6, 7, 3)).astype(np.uint8)
+    models = vb.VBenchModels(tmp_path)
+    # perfect interpolation of the odd frames scores exactly 1; the inputs are frames 0, 2, 4, ...
+    models.amt_midpoints = fake = _FakeMidpoints(video, [0] * 4)
+    assert vb.motion_smoothness(models, video) == 1.0
+    assert np.array_equal(fake.inputs[0], video[0::2])
+    # an error of k grey levels everywhere scores exactly 1 - k/255
+    models.amt_midpoints = _FakeMidpoints(video, [7] * 4)
+    assert vb.motion_smoothness(models, video) == (255.0 - 7) / 255.0
+    # per-midpoint errors are averaged over the midpoints: 9 frames -> 4 midpoints, 8 frames -> 3
+    # (frame 7 of 8 has no even frame after it and is not scored, as in VBench)
+    offsets = [1, 2, 6, 11]
+    models.amt_midpoints = _FakeMidpoints(video, offsets)
+    n_mid = (n_frames - 1) // 2
+    assert vb.motion_smoothness(models, video) == pytest.approx(1 - np.mean(offsets[:n_mid]) / 255.0, abs=1e-12)
+    # a midpoint compared with the wrong real frame would not score 1
+    models.amt_midpoints = lambda inputs: video[0::2][: len(inputs) - 1]
+    assert vb.motion_smoothness(models, video) < 0.9
+    # too short to interpolate anything
+    assert np.isnan(vb.motion_smoothness(models, video[:2]))
+
+
+def test_motion_smoothness_end_to_end_with_random_amt(tmp_path, one_thread):
+    from sfpp.evaluate.amt import AMTS
+    from sfpp.evaluate.video import read_video
+
+    weights = _save_amt(tmp_path / "w", _seeded_amt_state(AMTS()))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_mp4(run / "square.mp4", moving_square_video(h=114, w=130, n=6, speed=2), 3)
+    # 1 s windows of 3 frames: each interpolates frame 1 of its window from frames 0 and 2
+    ev = evaluate_runs([run], EvaluateConfig(metrics=("motion_smoothness",), weights_dir=weights, window_s=1.0))
+    assert ev.errors == []
+    ms = ev.runs[0]["videos"][0]["metrics"]["motion_smoothness"]
+    assert [(w["start_frame"], w["end_frame"]) for w in ms["windows"]] == [(0, 3), (3, 6)]
+    frames, _ = read_video(run / "square.mp4")
+    models = vb.VBenchModels(weights)
+    want = [vb.motion_smoothness(models, frames[s:e]) for s, e in [(0, 3), (3, 6)]]
+    assert [w["value"] for w in ms["windows"]] == pytest.approx(want, abs=1e-12)
+    assert 0.0 < ms["value"] < 1.0 and ms["value"] == pytest.approx(np.mean(want))
+    assert ev.metrics == ("motion_smoothness",)
+
+
+def test_amt_scale_follows_vbench_vram_rule(monkeypatch):
+    from types import SimpleNamespace
+
+    assert vb.amt_scale(2160, 3840, "cpu") == 1.0  # VBench never shrinks on CPU
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=4 * 1024**3))
+    # 4 GiB: 512*1024/(720*1280) * sqrt((4096-2500)/1500) = 0.587 -> 16 / floor(16 / sqrt(0.587)) = 16/20
+    assert vb.amt_scale(720, 1280, "cuda") == pytest.approx(0.8)
+    assert vb.amt_scale(480, 832, "cuda") == 1.0

@@ -18,7 +18,8 @@ plots/*.png under --out. Default metrics are the offline set (no downloads). VBe
 ('--metric vbench') load local weights from --weights-dir laid out as:
 dino_model/dino-vitb16/, clip_model/clip-vit-base-patch32/, clip_model/clip-vit-large-patch14/
 (Hugging Face folders), aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth,
-raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth.
+raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth,
+amt_model/amt-s.pth.
 '--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY).
 Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors.
 

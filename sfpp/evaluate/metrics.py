@@ -65,6 +65,8 @@ _SPECS = [
                description="VBench dynamic degree (torchvision RAFT-large)"),
     MetricSpec(name="imaging_quality", version="1", family="vbench", unit="0-1",
                description="VBench imaging quality (MUSIQ-SPAQ via pyiqa, non-commercial licence)"),
+    MetricSpec(name="motion_smoothness", version="1", family="vbench", unit="0-1",
+               description="VBench motion smoothness (AMT-S interpolation of odd frames; weights CC BY-NC-SA 4.0)"),
     MetricSpec(name="visual_stability", version="1", family="judge", unit="0-100", needs_prompt=True, whole_video=True,
                description="Self-Forcing++ Visual Stability: Gemini exposure rubric 0-5, x20"),
 ]

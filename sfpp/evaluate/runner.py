@@ -184,6 +184,8 @@ def compute_vbench(name: str, models, frames: np.ndarray, fps: float, wins: list
             values.append(vb.dynamic_degree(models, clip, fps))
         elif name == "imaging_quality":
             values.append(vb.imaging_quality(models, clip))
+        elif name == "motion_smoothness":
+            values.append(vb.motion_smoothness(models, clip))
         else:  # pragma: no cover - registry and dispatcher are kept in sync by the tests
             raise AssertionError(name)
     return {"value": _mean(values), "windows": _window_rows(wins, values), "details": {}}

@@ -10,6 +10,7 @@ OpenAI/DINO pickles:
     DIR/aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth   (LAION head, VBench's file)
     DIR/raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth          (torchvision RAFT-large)
     DIR/pyiqa_model/musiq_spaq_ckpt-358bb6af.pth                (MUSIQ, VBench's file)
+    DIR/amt_model/amt-s.pth                                     (AMT-S, VBench's file; CC BY-NC-SA 4.0)
 
 Frame sampling, thresholds and formulas follow VBench (`vbench/*.py`); see each function.
 Frames are `(F, H, W, 3)` uint8 RGB.
@@ -37,11 +38,13 @@ CLIP_L14_DIR = "clip_model/clip-vit-large-patch14"
 AESTHETIC_HEAD = "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"
 RAFT_FILE = "raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth"
 MUSIQ_FILE = "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"
+AMT_FILE = "amt_model/amt-s.pth"
 
 _HF_DOWNLOAD = {
     DINO_DIR: "hf download facebook/dino-vitb16 --local-dir DIR/" + DINO_DIR,
     CLIP_B32_DIR: "hf download openai/clip-vit-base-patch32 --local-dir DIR/" + CLIP_B32_DIR,
     CLIP_L14_DIR: "hf download openai/clip-vit-large-patch14 --local-dir DIR/" + CLIP_L14_DIR,
+    AMT_FILE: "hf download lalala125/AMT amt-s.pth --local-dir DIR/amt_model",
 }
 
 # Which weight files each VBench metric needs.
@@ -52,6 +55,7 @@ METRIC_FILES: dict[str, tuple[str, ...]] = {
     "aesthetic_quality": (CLIP_L14_DIR, AESTHETIC_HEAD),
     "dynamic_degree": (RAFT_FILE,),
     "imaging_quality": (MUSIQ_FILE,),
+    "motion_smoothness": (AMT_FILE,),
 }
 
 
@@ -162,6 +166,7 @@ class VBenchModels:
     weights_dir: Path
     device: str = "cpu"
     batch_size: int = 32
+    amt_batch: int = 1  # frame pairs per AMT-S call; 1 = VBench's calls, bit for bit on CPU
 
     def __post_init__(self):
         self.weights_dir = Path(self.weights_dir)
@@ -251,6 +256,55 @@ class VBenchModels:
             return model.to(self.device).eval()
 
         return self._get("musiq", load)
+
+    def amt(self):
+        def load():
+            from sfpp.evaluate.amt import AMTS, checkpoint_state_dict
+
+            path = self.weights_dir / AMT_FILE
+            fetch = f"fetch it with: {_HF_DOWNLOAD[AMT_FILE].replace('DIR', str(self.weights_dir))}"
+            if not path.is_file():
+                raise SfppError(f"{path} is missing; {fetch}")
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - pickle errors vary
+                raise SfppError(f"cannot read {path} ({type(e).__name__}); re-download it ({fetch})") from None
+            model = AMTS()
+            problem = _state_dict_mismatch(model, obj)
+            if problem:
+                raise SfppError(f"{path} is not an AMT-S checkpoint ({problem}); {fetch}")
+            model.load_state_dict(checkpoint_state_dict(obj), strict=True)
+            return model.to(self.device).eval()
+
+        return self._get("amt", load)
+
+    @torch.no_grad()
+    def amt_midpoints(self, frames: np.ndarray) -> np.ndarray:
+        """AMT-S frame at t=0.5 between each pair of consecutive frames: (N, H, W, 3) -> (N-1, H, W, 3) uint8.
+
+        As VBench's motion_smoothness: frames /255, replicate-padded (centred) to a multiple of
+        16, interpolated, cropped back, x255 and truncated to uint8. On CUDA, VBench shrinks the
+        network's input by a factor that depends on the frame size and the GPU memory (1 for
+        video-sized frames on large GPUs), padding to int(16/scale); that rule is kept.
+        """
+        model = self.amt()
+        n, h, w = frames.shape[:3]
+        scale = amt_scale(h, w, self.device)
+        div = int(16 / scale)
+        ph, pw = (-h) % div, (-w) % div
+        if min(h + ph, w + pw) * scale < 128:
+            raise SfppError(f"motion_smoothness (AMT-S) needs frames of at least 113x113 pixels, got {h}x{w} "
+                            "(smaller ones give NaN in VBench too); use motion_smoothness_proxy for small videos")
+        x = _to_tensor(frames) / 255.0
+        # contiguous NCHW, like VBench's per-frame tensors (channels-last convolutions round differently)
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate").contiguous()
+        out = []
+        for i in range(0, n - 1, self.amt_batch):
+            j = min(i + self.amt_batch, n - 1)
+            a, b = x[i:j].to(self.device), x[i + 1 : j + 1].to(self.device)
+            out.append(model(a, b, 0.5, scale_factor=scale).float().cpu())
+        pred = torch.cat(out)[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        return (pred * 255.0).permute(0, 2, 3, 1).numpy().clip(0, 255).astype(np.uint8)
 
     # ---- batched encoders ----------------------------------------------------------------------
     @torch.no_grad()
@@ -372,6 +426,54 @@ def imaging_quality(models: VBenchModels, frames: np.ndarray) -> float:
     with torch.no_grad():
         scores = [float(model(x[i : i + 1].to(models.device))) for i in range(len(x))]
     return float(np.mean(scores)) / 100.0
+
+
+def _state_dict_mismatch(model: torch.nn.Module, obj) -> str:
+    """'' if the loaded checkpoint `obj` fits `model` exactly, else a short description of the first problem."""
+    from sfpp.evaluate.amt import checkpoint_state_dict
+
+    try:
+        sd = checkpoint_state_dict(obj)
+    except TypeError as e:
+        return str(e)
+    want = model.state_dict()
+    missing = [k for k in want if k not in sd]
+    extra = [k for k in sd if k not in want]
+    if missing or extra:
+        first = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        return f"{len(missing)} tensors missing, {len(extra)} unexpected, first {first}"
+    for k, v in want.items():
+        got = getattr(sd[k], "shape", None)
+        if got != v.shape:
+            return f"{k} has shape {tuple(got) if got is not None else type(sd[k]).__name__}, expected {tuple(v.shape)}"
+    return ""
+
+
+def amt_scale(h: int, w: int, device: str) -> float:
+    """VBench's AMT input scale: 1 on CPU; on CUDA it shrinks frames that would not fit the GPU."""
+    if not str(device).startswith("cuda"):
+        return 1.0
+    vram = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    s = 1024 * 512 / (h * w) * np.sqrt(max(vram - 2500 * 1024**2, 0) / (1500 * 1024**2))
+    s = min(1.0, s)
+    # VBench: scale = 1 / floor(16 / sqrt(s)) * 16, evaluated in that order (padding is int(16 / scale))
+    return 1.0 if s >= 1.0 else float(1.0 / np.floor(1.0 / np.sqrt(max(s, 1e-12)) * 16) * 16)
+
+
+def motion_smoothness(models: VBenchModels, frames: np.ndarray) -> float:
+    """VBench motion_smoothness on one clip.
+
+    AMT-S interpolates the midpoint of each pair of consecutive even frames (0,2,4,...); midpoint
+    k is compared with the real frame 2k+1 by the mean absolute difference of uint8 RGB, averaged
+    over midpoints; score = (255 - mean) / 255. A trailing odd frame with no even frame after it
+    is not scored (as VBench). Fewer than 3 frames: NaN.
+    """
+    if len(frames) < 3:
+        return float("nan")
+    mids = models.amt_midpoints(frames[0::2])
+    real = frames[1::2][: len(mids)]
+    diffs = [np.abs(m.astype(np.int16) - r.astype(np.int16)).mean() for m, r in zip(mids, real)]
+    return float((255.0 - np.mean(diffs)) / 255.0)
 
 
 def torchvision_available() -> bool:
