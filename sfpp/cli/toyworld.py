@@ -172,3 +172,36 @@ def heldout_cmd(
         o = res["runs"]["student"][f"{mult}x"]["overall"]
         console.print(f"held-out prompts: fidelity {o['fidelity']:.3f}, all prompted colours in "
                       f"{100 * o['all_colours']:.1f}% of frames, background right in {100 * o['background_ok']:.1f}%")
+
+
+@app.command("switch")
+def switch_cmd(
+    first: Annotated[str, typer.Argument(help="Prompt before the switch.")],
+    second: Annotated[str, typer.Argument(help="Prompt after the switch.")],
+    at: Annotated[float, typer.Option("--at", help="Switch time in seconds.")] = 2.0,
+    seconds: Annotated[float, typer.Option("--seconds")] = 5.0,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Student (default: the bundled model).")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat with seeds 0..N-1.")] = 1,
+    blend: Annotated[int, typer.Option("--blend-chunks", help="Blend text embeddings over N chunks.")] = 0,
+    out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/switch",
+) -> None:
+    """Prompt switch on the toy model: frames before it identical? chunks until the oracle sees the new prompt?"""
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.compare import switch_test
+
+    with user_errors():
+        if not 0 < at < seconds:
+            raise SfppError(f"--at must lie inside the video (0 < at < {seconds}), got {at}")
+        if seeds < 1:
+            raise SfppError("--seeds must be at least 1")
+        table = Table("seed", "switch at (s)", "identical before", "chunks to find", "frames with new content")
+        rows = []
+        for seed in range(seeds):
+            r = switch_test(first, second, Path(out) / f"seed{seed}", at_s=at, seconds=seconds,
+                            checkpoint=checkpoint, seed=seed, blend=blend)
+            rows.append(r)
+            table.add_row(str(seed), f"{r['switch_s']:.3f}", "yes" if r["identical_before_switch"] else "NO",
+                          "never" if r["chunks_to_find"] is None else str(r["chunks_to_find"]),
+                          f"{100 * r['found_after_switch']:.1f}%")
+        console.print(table)
+        (Path(out) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -86,3 +86,62 @@ def _plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: float, checkpoint: str | None = None,
+                seed: int = 0, blend: int = 0) -> dict:
+    """A prompt switch measured with the oracle (issue #7).
+
+    Generates ``first`` alone and the schedule ``first[0s] | second[at_s]`` with the same seed, then
+    reports: whether every frame before the switch takes effect is identical to the single-prompt
+    video, and how many chunks after the switch the oracle first finds the second prompt's content
+    (its background and all its object colours) in a frame.
+    """
+    import sfpp
+    from sfpp.prompts import PromptEntry, chunk_prompt_index
+    from sfpp.spec import VideoSpec, load_model, resolve_spec
+    from sfpp.toyworld.oracle import frame_scores
+    from sfpp.toyworld.world import parse_prompt
+    from sfpp.video import read_mp4
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rs = resolve_spec(VideoSpec(model="toy", checkpoint=checkpoint, seconds=seconds, device="cpu"))
+    lm = load_model(rs)
+    schedule = [PromptEntry(0.0, first), PromptEntry(at_s, second)]
+    single, switched = out / "single.mp4", out / "switch.mp4"
+    sfpp.generate(first, out=single, loaded=lm, model="toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+                  device="cpu")
+    sfpp.generate(schedule, out=switched, loaded=lm, model="toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+                  device="cpu", blend_chunks=blend)
+    a, fps = read_mp4(single)
+    b, _ = read_mp4(switched)
+    cf = rs.chunk_frames
+    per_chunk = _pixel_frames(2 * cf) - _pixel_frames(cf)  # pixel frames of a (non-first) chunk
+    # the first chunk generated under the second prompt, and its first pixel frame
+    c = 0
+    while chunk_prompt_index(schedule, _pixel_frames(c * rs.chunk_frames) / fps) == 0:
+        c += 1
+    switch_frame = _pixel_frames(c * rs.chunk_frames)
+    scene = parse_prompt(second)
+    found = []
+    for f in b[switch_frame:]:
+        s = frame_scores(f, scene)
+        found.append(bool(s["background_ok"] == 1.0 and s["all_colours"] == 1.0))
+    first_found = next((i for i, ok in enumerate(found) if ok), None)
+    res = {
+        "first": first, "second": second, "at_s": at_s, "seconds": seconds, "seed": seed, "blend_chunks": blend,
+        "switch_frame": switch_frame, "switch_s": switch_frame / fps, "frames_per_chunk": per_chunk,
+        "identical_before_switch": bool(np.array_equal(a[:switch_frame], b[:switch_frame])),
+        "first_found_frame": None if first_found is None else switch_frame + first_found,
+        "chunks_to_find": None if first_found is None else first_found // per_chunk + 1,
+        "found_after_switch": float(np.mean(found)) if found else 0.0,
+    }
+    (out / "switch.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+def _pixel_frames(latent_frames: int) -> int:
+    from sfpp.presets import get_preset
+
+    return get_preset("toy").codec.pixel_frames(latent_frames)
