@@ -42,7 +42,9 @@ def test_fsdp_equals_data_parallel_and_resumes(tmp_path):
     _launch(first, tmp_path / "fsdp" / "run")
     assert json.loads((tmp_path / "fsdp" / "run" / "extended" / "done.json").read_text())["step"] == 2
     (tmp_path / "fsdp" / "run" / "extended" / "done.json").unlink()
-    more = write_config(tmp_path / "fsdp2", run={"device": "cpu", "fsdp": True}, **steps)
+    # the resumed part also runs with gradient checkpointing (recomputed blocks re-gather their shards)
+    more = write_config(tmp_path / "fsdp2", run={"device": "cpu", "fsdp": True, "gradient_checkpointing": True},
+                        **steps)
     _launch(more, tmp_path / "fsdp" / "run", "--resume")
 
     for stage in ("ode", "self-forcing", "extended"):
