@@ -10,6 +10,7 @@ from evaluate_fixtures import moving_square_video, static_video, write_mp4
 from sfpp.errors import SfppError
 from sfpp.evaluate import EvaluateConfig, evaluate_runs
 from sfpp.evaluate import vbench as vb
+from sfpp.evaluate import viclip as vc
 
 VOCAB_CHARS = [chr(c) for c in range(33, 127)]
 
@@ -67,6 +68,7 @@ def weights_dir(tmp_path_factory):
         head.bias.fill_(5.5)
     (root / vb.AESTHETIC_HEAD).parent.mkdir(parents=True)
     torch.save(head.state_dict(), root / vb.AESTHETIC_HEAD)
+    _save_viclip(root, _seeded_viclip_state(vc.ViCLIP(TINY_VICLIP)))
     return root
 
 
@@ -80,6 +82,9 @@ def test_consistency_formula_on_known_features():
 def test_middle_frame_indices_match_vbench():
     assert vb.middle_frame_indices(8, 16) == [0, 2, 4, 6, 8, 10, 12, 14]
     assert vb.middle_frame_indices(8, 20) == [0, 3, 5, 8, 10, 13, 15, 18]
+    # fewer frames than samples: each frame once, then the last one repeated (VBench pads the same way)
+    assert vb.middle_frame_indices(8, 5) == [0, 1, 2, 3, 4, 4, 4, 4]
+    assert vb.middle_frame_indices(8, 1) == [0] * 8
 
 
 def test_transforms_shapes_and_normalisation():
@@ -485,3 +490,315 @@ def test_amt_scale_follows_vbench_vram_rule(monkeypatch):
     # 4 GiB: 512*1024/(720*1280) * sqrt((4096-2500)/1500) = 0.587 -> 16 / floor(16 / sqrt(0.587)) = 16/20
     assert vb.amt_scale(720, 1280, "cuda") == pytest.approx(0.8)
     assert vb.amt_scale(480, 832, "cuda") == 1.0
+
+
+# ---- overall_consistency (ViCLIP) ---------------------------------------------------------------
+# A tiny CLIP BPE vocabulary: header line, then merges by rank. The vocabulary built from it has
+# the 256 byte symbols, the same with '</w>', one token per merge, then the two specials (522).
+TINY_MERGES = ["t h", "th e</w>", "r e", "re d</w>", "q u", "s qu", "r e</w>", "a re</w>"]
+TINY_VICLIP = vc.ViCLIPConfig(image_size=28, patch_size=14, num_frames=8, vision_width=64, vision_layers=2,
+                              vision_heads=1, text_width=64, text_layers=2, text_heads=1, context_length=32,
+                              vocab_size=512 + len(TINY_MERGES) + 2, embed_dim=16)
+
+
+def _write_bpe(path, merges=TINY_MERGES):
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(["#version: 0.2", *merges]))
+    return path
+
+
+def _seeded_viclip_state(model: torch.nn.Module) -> dict:
+    """Deterministic weights of a sensible scale (layer-norm gains near 1)."""
+    g = torch.Generator().manual_seed(1234)
+    sd = {}
+    for k, v in model.state_dict().items():
+        noise = torch.randn(v.shape, generator=g)
+        if k.endswith(("ln_1.weight", "ln_2.weight", "ln_pre.weight", "ln_post.weight", "ln_final.weight")):
+            sd[k] = 1.0 + 0.1 * noise
+        else:
+            sd[k] = 0.1 * noise if v.ndim >= 2 else 0.05 * noise
+    return sd
+
+
+def _save_viclip(root, state: dict, *, nest: bool = True, merges=TINY_MERGES):
+    (root / vb.VICLIP_FILE).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state} if nest else state, root / vb.VICLIP_FILE)
+    _write_bpe(root / vb.VICLIP_VOCAB, merges)
+    return root
+
+
+def _reference_video() -> torch.Tensor:
+    t, c = torch.arange(8.0).view(8, 1, 1, 1), torch.arange(3.0).view(1, 3, 1, 1)
+    y, x = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    return torch.sin(0.3 * x + 0.2 * y + 0.5 * c + 0.4 * t).unsqueeze(0)  # (1, 8, 3, 28, 28)
+
+
+def _reference_ids() -> torch.Tensor:
+    ids = torch.zeros(2, 32, dtype=torch.long)
+    ids[0, :7] = torch.tensor([520, 513, 515, 517, 519, 256, 521])  # "the red square!"
+    ids[1, :10] = torch.tensor([520, 518, 519, 3, 4, 5, 6, 7, 8, 521])
+    return ids
+
+
+def test_viclip_has_the_released_checkpoint_layout():
+    import hashlib
+
+    with torch.device("meta"):
+        sd = vc.ViCLIP().state_dict()
+    # names and shapes of the 447 tensors of ViClip-InternVid-10M-FLT.pth's 'model' (427,590,145
+    # parameters, 1.71 GB in fp32) as the official ViCLIP code builds them; the digest pins the list
+    assert len(sd) == 447 and sum(v.numel() for v in sd.values()) == 427_590_145
+    for name, shape in [
+        ("temp", ()),
+        ("vision_encoder.conv1.weight", (1024, 3, 1, 14, 14)),
+        ("vision_encoder.positional_embedding", (257, 1024)),
+        ("vision_encoder.temporal_positional_embedding", (1, 8, 1024)),
+        ("vision_encoder.transformer.resblocks.23.attn.in_proj_weight", (3072, 1024)),
+        ("vision_encoder.transformer.resblocks.0.mlp.c_fc.weight", (4096, 1024)),
+        ("vision_encoder.proj", (1024, 768)),
+        ("text_encoder.token_embedding.weight", (49408, 768)),
+        ("text_encoder.positional_embedding", (32, 768)),  # ViCLIP reads 32 tokens, not CLIP's 77
+        ("text_encoder.transformer.resblocks.11.attn.out_proj.weight", (768, 768)),
+        ("text_encoder.text_projection", (768, 768)),
+    ]:
+        assert tuple(sd[name].shape) == shape, name
+    assert vc.ViCLIPConfig.from_state_dict(sd) == vc.ViCLIPConfig()
+    layout = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(sd.items()))
+    assert hashlib.sha256(layout.encode()).hexdigest() == "dd352987f58d29714d9e99214394b4b0d1584d2318e6d31c7a04e15d35e19f04"
+
+
+REF_VIDEO = [0.415603, -0.0366524, -0.0168741, 0.4721121, -1.1511087, 0.0595705, 0.4002401, 0.4674884, -0.3703103,
+             0.4292611, -0.1427514, -0.712109, 1.3644713, -0.8923349, 1.7665968, 0.888922]
+REF_TEXT0 = [0.6378813, -0.4447105, -2.1034181, -1.2792099, 0.5134116, 0.6972304, 0.578379, -0.4208206, 0.0520531,
+             -0.9627951, -0.067114, -0.6335292, -0.9433236, 0.9145982, -0.2987709, 0.5129596]
+REF_TEXT1 = [0.1043572, 0.1372372, -2.2135317, -1.1806312, 0.6369632, 0.0209367, 1.0259163, -1.0497272, 0.4404325,
+             -0.6678447, 0.8294956, -0.0472475, -1.1355978, 0.4609566, -0.7319995, -0.2801601]
+REF_SIM = [-0.28374141, -0.49200276]  # cosine(video, text 0), cosine(video, text 1)
+
+
+def test_viclip_forward_matches_reference_values(one_thread):
+    """Values produced by the official ViCLIP code (VBench's third_party/ViCLIP) with the same seeded
+    weights and inputs (computed once outside the repo, where sfpp's network matched it exactly)."""
+    model = vc.ViCLIP(TINY_VICLIP).eval()
+    model.load_state_dict(_seeded_viclip_state(model), strict=True)
+    with torch.no_grad():
+        video = model.encode_vision(_reference_video())
+        text = model.encode_text(_reference_ids())
+        sim = model.similarity(_reference_video(), _reference_ids())
+    assert video.shape == (1, 16) and text.shape == (2, 16)
+    assert video[0].tolist() == pytest.approx(REF_VIDEO, abs=1e-5)
+    assert text[0].tolist() == pytest.approx(REF_TEXT0, abs=1e-5)
+    assert text[1].tolist() == pytest.approx(REF_TEXT1, abs=1e-5)
+    assert sim[0].tolist() == pytest.approx(REF_SIM, abs=1e-6)
+    # a single image (T=1) takes the mean of the frame embeddings, as in ViCLIP (reference values too)
+    with torch.no_grad():
+        image = model.encode_vision(_reference_video()[:, 2:3])
+    assert image[0, :6].tolist() == pytest.approx([0.5269981, -0.0488675, 0.1090558, 0.5892894, -1.188242, -0.0118874],
+                                                  abs=1e-5)
+    with pytest.raises(ValueError, match="built for 8 frames"):
+        model.encode_vision(_reference_video()[:, :5])
+
+
+def test_viclip_tokenizer_known_answers(tmp_path):
+    tok = vc.ViCLIPTokenizer(_write_bpe(tmp_path / "bpe.txt.gz"))
+    v = tok.vocab
+    assert len(tok) == 522 and (tok.sot, tok.eot) == (520, 521)
+    # the byte-symbol table: printable Latin-1 bytes first, then the rest from U+0100 on (space is 'Ġ')
+    sym = vc.byte_symbols()
+    assert (v["!"], v["~"], v["!</w>"], v[sym[0]], v[sym[32]], v[sym[255]]) == (0, 93, 256, 188, 220, 187)
+    assert sym[32] == "\u0120" and sym[0] == "\u0100" and sym[173] == chr(256 + 67)
+    assert [v[t] for t in ("th", "the</w>", "re", "red</w>", "qu", "squ", "re</w>", "are</w>")] == list(range(512, 520))
+    ids = tok("The RED square!", 32)
+    assert ids.shape == (1, 32) and ids.dtype == torch.long
+    assert ids[0, :7].tolist() == [520, v["the</w>"], v["red</w>"], v["squ"], v["are</w>"], v["!</w>"], 521]
+    assert ids[0, 7:].eq(0).all()  # zero-padded, as ViCLIP's tokenize
+    # CLIP's cleanup: whitespace runs, case, HTML entities, curly quotes (ftfy, or sfpp's fallback)
+    assert tok.encode("  the\n\tRED   square! ") == tok.encode("the red square!")
+    assert tok.encode("Don\u2019t &amp; \u201cit\u201d") == tok.encode("don't & \"it\"")
+    assert tok.encode("don't") == [v["d"], v["o"], v["n</w>"], v["'"], v["t</w>"]]  # 's 't ... split off
+    assert tok.encode("é1") == [v[sym[0xC3]], v[sym[0xA9] + "</w>"], v["1</w>"]]  # UTF-8 bytes, digits alone
+    # too long: cut to the context, the last kept token becomes <|endoftext|>
+    long = tok(" ".join(["the"] * 40), 32)[0]
+    assert long[0] == 520 and long[31] == 521 and long[1:31].eq(v["the</w>"]).all()
+    assert tok(["the", "red red"], 8).tolist() == [[520, 513, 521, 0, 0, 0, 0, 0], [520, 515, 515, 521, 0, 0, 0, 0]]
+
+
+def _naive_bpe(word: str, ranks: dict) -> list[str]:
+    """BPE as defined by CLIP: repeatedly merge (every occurrence, left to right) the best-ranked pair."""
+    import itertools
+
+    parts = [*word[:-1], word[-1] + "</w>"]
+    while len(parts) > 1:
+        pairs = [(ranks.get(p, float("inf")), p) for p in itertools.pairwise(parts)]
+        rank, best = min(pairs)
+        if rank == float("inf"):
+            break
+        out, i = [], 0
+        while i < len(parts):
+            if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
+                out.append(parts[i] + parts[i + 1])
+                i += 2
+            else:
+                out.append(parts[i])
+                i += 1
+        parts = out
+    return parts
+
+
+def test_viclip_tokenizer_bpe_matches_the_reference_algorithm(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    mids, ends, merges = ["a", "b", "c"], ["a</w>", "b</w>", "c</w>"], []
+    while len(merges) < 60:  # random merges built from earlier tokens, like a trained BPE table
+        left, right = rng.choice(mids), rng.choice(mids + ends)
+        if left + right in mids + ends:
+            continue
+        merges.append(f"{left} {right}")
+        (ends if right.endswith("</w>") else mids).append(left + right)
+    tok = vc.ViCLIPTokenizer(_write_bpe(tmp_path / "bpe.txt.gz", merges))
+    ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
+    names = {i: t for t, i in tok.vocab.items()}
+    for _ in range(300):
+        words = ["".join(rng.choice("abc") for _ in range(rng.randint(1, 14))) for _ in range(rng.randint(1, 3))]
+        want = [t for w in words for t in _naive_bpe(w, ranks)]
+        assert [names[i] for i in tok.encode(" ".join(words))] == want, words
+
+
+def test_overall_consistency_formula_and_frame_sampling(tmp_path):
+    from types import SimpleNamespace
+
+    models = vb.VBenchModels(tmp_path)
+    models._loaded["viclip"] = SimpleNamespace(config=TINY_VICLIP)
+    seen = []
+
+    def fake_video(frames):
+        seen.append(frames.copy())
+        return torch.tensor([[3.0, 4.0]]) * 7  # not unit length: the score must normalise
+    models.viclip_video_features = fake_video
+    models.viclip_text_features = lambda prompt: torch.tensor([[4.0, 3.0]]) * (0.5 if prompt == "a" else -2)
+    video = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 3, 3), np.uint8)
+    # raw cosine, neither x100 nor softmax: (3*4 + 4*3) / 25
+    assert vb.overall_consistency(models, video, "a") == pytest.approx(0.96, abs=1e-7)
+    assert vb.overall_consistency(models, video, "b") == pytest.approx(-0.96, abs=1e-7)
+    # the 8 "middle" frames of 8 equal intervals; a 5-frame clip repeats its last frame
+    assert seen[0][:, 0, 0, 0].tolist() == [0, 3, 5, 8, 10, 13, 15, 18]
+    vb.overall_consistency(models, video[:5], "a")
+    assert seen[-1][:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+
+
+def test_overall_consistency_end_to_end_with_tiny_viclip(tmp_path, weights_dir, one_thread):
+    from sfpp.evaluate.video import read_video
+
+    models = vb.VBenchModels(weights_dir)
+    model = models.viclip()
+    assert model.config == TINY_VICLIP  # sizes read off the file
+    want_state = _seeded_viclip_state(vc.ViCLIP(TINY_VICLIP))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in want_state.items())  # weights came from the file
+    run = tmp_path / "run"
+    run.mkdir()
+    write_mp4(run / "square.mp4", moving_square_video(h=91, w=167, n=20), 8, sidecar={"prompt": "The red square"})
+    write_mp4(run / "still.mp4", static_video(h=75, w=109, n=12), 8, sidecar={"prompt": "squares " * 40})
+    ev = evaluate_runs([run], EvaluateConfig(metrics=("overall_consistency",), weights_dir=weights_dir, window_s=1.0))
+    assert ev.errors == []
+    videos = {vd["name"]: vd["metrics"]["overall_consistency"] for vd in ev.runs[0]["videos"]}
+    oc = videos["square"]
+    assert len(oc["windows"]) == 1 and (oc["windows"][0]["start_frame"], oc["windows"][0]["end_frame"]) == (0, 20)
+    # recomputed by hand: 8 middle frames of 20, clip_transform at the model's 28 px, cosine with the prompt
+    frames, _ = read_video(run / "square.mp4")
+    tok = vc.ViCLIPTokenizer(weights_dir / vb.VICLIP_VOCAB)
+    x = vb.clip_transform(frames[[0, 3, 5, 8, 10, 13, 15, 18]], 28).unsqueeze(0)
+    with torch.no_grad():
+        want = model.similarity(x, tok("the red square", 32))[0, 0].item()
+        other = model.similarity(x, tok("a blue circle", 32))[0, 0].item()
+    assert oc["value"] == pytest.approx(want, abs=1e-6) and abs(want - other) > 1e-3  # the prompt matters
+    assert oc["details"] == {"prompt_tokens": 4, "prompt_tokens_used": 4, "text_cleanup": vc.text_cleanup_backend()}
+    assert videos["still"]["details"]["prompt_tokens_used"] == 30 < videos["still"]["details"]["prompt_tokens"]
+    assert ev.runs[0]["summary"]["overall_consistency"]["n_videos"] == 2
+
+
+def test_vbench_group_gives_text_alignment(tmp_path, weights_dir, monkeypatch, one_thread):
+    """`-m vbench` now includes overall_consistency, so the SF++ Text Alignment aggregate is formed."""
+    import shutil
+
+    from sfpp.evaluate.amt import AMTS
+    from sfpp.evaluate.metrics import resolve_metrics
+
+    assert {"overall_consistency", "clip_score"} <= set(resolve_metrics(["vbench"]))
+    root = tmp_path / "w"
+    shutil.copytree(weights_dir, root)
+    (root / vb.RAFT_FILE).parent.mkdir(parents=True)
+    torch.save(_FlowStub().state_dict(), root / vb.RAFT_FILE)
+    monkeypatch.setattr(vb, "_import_torchvision_raft", lambda: lambda weights=None, progress=True: _FlowStub())
+    _save_amt(root, AMTS().state_dict())
+    (root / vb.MUSIQ_FILE).parent.mkdir(parents=True)
+    (root / vb.MUSIQ_FILE).write_bytes(b"")  # imaging_quality fails on it: recorded, the rest goes on
+    run = tmp_path / "run"
+    run.mkdir()
+    write_mp4(run / "still.mp4", static_video(h=75, w=109, n=10), 8, sidecar={"prompt": "a quiet room"})
+    ev = evaluate_runs([run], EvaluateConfig(metrics=("vbench",), weights_dir=root, window_s=10.0))
+    assert {e["metric"] for e in ev.errors} <= {"imaging_quality", "motion_smoothness"}  # pyiqa / frames < 113 px
+    s = ev.runs[0]["summary"]
+    oc, cs = s["overall_consistency"]["value"], s["clip_score"]["value"]
+    assert oc is not None and cs is not None
+    assert ev.runs[0]["aggregates"]["text_alignment"] == pytest.approx(100 * (oc + cs) / 2, abs=1e-9)
+
+
+def test_viclip_checkpoint_variants_and_errors(tmp_path):
+    state = _seeded_viclip_state(vc.ViCLIP(TINY_VICLIP))
+    # a bare state dict with DataParallel's prefix also loads
+    _save_viclip(tmp_path, {f"module.{k}": v for k, v in state.items()}, nest=False)
+    assert vb.VBenchModels(tmp_path).viclip().config == TINY_VICLIP
+    # missing files are listed with where to get them, before any work
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SfppError) as e:
+        vb.check_weights(empty, ["overall_consistency"])
+    msg = str(e.value)
+    assert "ViCLIP/ViClip-InternVid-10M-FLT.pth" in msg and "ViCLIP/bpe_simple_vocab_16e6.txt.gz" in msg
+    assert "hf download OpenGVLab/VBench_Used_Models ViClip-InternVid-10M-FLT.pth" in msg
+    assert "hf download OpenGVLab/ViCLIP-L-14-hf bpe_simple_vocab_16e6.txt.gz" in msg
+    with pytest.raises(SfppError, match="ViClip-InternVid-10M-FLT.pth is missing; fetch it with: hf download"):
+        vb.VBenchModels(empty).viclip()
+    with pytest.raises(SfppError, match="bpe_simple_vocab_16e6.txt.gz is missing; fetch it with: hf download"):
+        vb.VBenchModels(empty).viclip_tokenizer()
+
+    def load_error(**kw) -> str:
+        with pytest.raises(SfppError) as e:
+            vb.VBenchModels(tmp_path).viclip()
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    (tmp_path / vb.VICLIP_FILE).write_bytes(b"not a torch file")
+    assert "cannot read" in load_error() and "re-download it" in load_error()
+    # a pickled object besides tensors is refused (weights_only=True), named in one line
+    torch.save({"model": state, "args": _PickledConfig()}, tmp_path / vb.VICLIP_FILE)
+    msg = load_error()
+    assert "_PickledConfig, which loading with weights_only=True refuses" in msg and "re-save just its 'model'" in msg
+    # another network, a wrong shape, an extra tensor
+    torch.save({"model": {"conv.weight": torch.zeros(3, 3)}}, tmp_path / vb.VICLIP_FILE)
+    assert "is not a ViCLIP checkpoint (no vision_encoder.conv1.weight)" in load_error()
+    bad = dict(state)
+    bad["vision_encoder.ln_post.weight"] = torch.ones(65)
+    torch.save({"model": bad}, tmp_path / vb.VICLIP_FILE)
+    assert "vision_encoder.ln_post.weight has shape (65,), expected (64,)" in load_error()
+    torch.save({"model": {**state, "extra.weight": torch.zeros(1)}}, tmp_path / vb.VICLIP_FILE)
+    assert "0 tensors missing, 1 unexpected, first unexpected extra.weight" in load_error()
+    # the vocabulary: not gzip, not merges, or not the vocabulary the checkpoint embeds
+    torch.save({"model": state}, tmp_path / vb.VICLIP_FILE)
+    (tmp_path / vb.VICLIP_VOCAB).write_bytes(b"plain text")
+    with pytest.raises(SfppError, match="is not CLIP's BPE vocabulary"):
+        vb.VBenchModels(tmp_path).viclip_tokenizer()
+    _write_bpe(tmp_path / vb.VICLIP_VOCAB, ["t h", "one two three"])
+    with pytest.raises(SfppError, match="is not CLIP's BPE vocabulary .*line 3"):
+        vb.VBenchModels(tmp_path).viclip_tokenizer()
+    _write_bpe(tmp_path / vb.VICLIP_VOCAB, TINY_MERGES[:5])
+    with pytest.raises(SfppError, match="has 519 tokens but ViCLIP/ViClip-InternVid-10M-FLT.pth embeds 522"):
+        vb.overall_consistency(vb.VBenchModels(tmp_path), np.zeros((8, 28, 28, 3), np.uint8), "the red square")
+
+
+class _PickledConfig:
+    """Stands in for a training config pickled beside the weights."""

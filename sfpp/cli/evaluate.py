@@ -19,7 +19,7 @@ plots/*.png under --out. Default metrics are the offline set (no downloads). VBe
 dino_model/dino-vitb16/, clip_model/clip-vit-base-patch32/, clip_model/clip-vit-large-patch14/
 (Hugging Face folders), aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth,
 raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth,
-amt_model/amt-s.pth.
+amt_model/amt-s.pth, ViCLIP/ViClip-InternVid-10M-FLT.pth + ViCLIP/bpe_simple_vocab_16e6.txt.gz.
 '--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY).
 Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors.
 
@@ -34,7 +34,7 @@ def evaluate_cmd(
         typer.Option("--metric", "-m", help="Metric or group (offline, vbench, all); repeat or comma-separate. Default: offline."),
     ] = None,
     window: Annotated[str, typer.Option(help="Window length for per-time metrics (VBench-Long: 2s).")] = "2s",
-    text_window: Annotated[str, typer.Option(help="Window length for text alignment (clip_score).")] = "10s",
+    text_window: Annotated[str, typer.Option(help="Window length for text alignment (clip_score, overall_consistency).")] = "10s",
     weights_dir: Annotated[
         Optional[Path], typer.Option(help="Folder of local VBench weights (needed by VBench metrics).")
     ] = None,

@@ -35,7 +35,7 @@ class EvaluateConfig:
 
     metrics: tuple[str, ...] = ()  # empty = the offline set; groups 'offline', 'vbench', 'all' allowed
     window_s: float = 2.0  # VBench-Long clip length
-    text_window_s: float = 10.0  # VBench-Long length for text alignment (clip_score)
+    text_window_s: float = 10.0  # VBench-Long length for text alignment (clip_score, overall_consistency)
     weights_dir: Path | None = None
     judge_model: str = "gemini-2.5-pro"
     judge_concurrency: int = 2
@@ -176,6 +176,8 @@ def compute_vbench(name: str, models, frames: np.ndarray, fps: float, wins: list
             values.append(vb.subject_consistency(models, clip))
         elif name == "background_consistency":
             values.append(vb.background_consistency(models, clip))
+        elif name == "overall_consistency":
+            values.append(vb.overall_consistency(models, clip, prompt or ""))
         elif name == "clip_score":
             values.append(vb.clip_score(models, clip, prompt or ""))
         elif name == "aesthetic_quality":
@@ -188,7 +190,14 @@ def compute_vbench(name: str, models, frames: np.ndarray, fps: float, wins: list
             values.append(vb.motion_smoothness(models, clip))
         else:  # pragma: no cover - registry and dispatcher are kept in sync by the tests
             raise AssertionError(name)
-    return {"value": _mean(values), "windows": _window_rows(wins, values), "details": {}}
+    details: dict[str, Any] = {}
+    if name == "overall_consistency":
+        from sfpp.evaluate.viclip import text_cleanup_backend
+
+        n_tokens = len(models.viclip_tokenizer().encode(prompt or ""))
+        room = models.viclip().config.context_length - 2  # VBench keeps the prompt's first 30 BPE tokens
+        details.update(prompt_tokens=n_tokens, prompt_tokens_used=min(n_tokens, room), text_cleanup=text_cleanup_backend())
+    return {"value": _mean(values), "windows": _window_rows(wins, values), "details": details}
 
 
 def _weights_fingerprint(weights_dir: Path, metric: str) -> str:
@@ -212,7 +221,7 @@ def evaluate_runs(
 ) -> Evaluation:
     """Evaluate folders of MP4s side by side.
 
-    Every metric is computed per window (`config.window_s`, or `text_window_s` for clip_score),
+    Every metric is computed per window (`config.window_s`, or `text_window_s` for text alignment),
     averaged per video, then per run. Results are cached per (video hash, metric, version).
     A video that cannot be decoded, or a metric that fails on one video, is recorded in
     `Evaluation.errors` and the rest is still evaluated. Setup problems (no API key, missing
@@ -257,6 +266,10 @@ def evaluate_runs(
             v += f"|flow={config.flow}"
         if spec.family == "vbench":
             v += f"|{_weights_fingerprint(Path(config.weights_dir), m)}"
+        if m == "overall_consistency":  # prompts are cleaned by ftfy (as VBench) only where it is installed
+            from sfpp.evaluate.viclip import text_cleanup_backend
+
+            v += f"|text={text_cleanup_backend()}"
         return v
 
     run_dicts = []

@@ -11,6 +11,8 @@ OpenAI/DINO pickles:
     DIR/raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth          (torchvision RAFT-large)
     DIR/pyiqa_model/musiq_spaq_ckpt-358bb6af.pth                (MUSIQ, VBench's file)
     DIR/amt_model/amt-s.pth                                     (AMT-S, VBench's file; CC BY-NC-SA 4.0)
+    DIR/ViCLIP/ViClip-InternVid-10M-FLT.pth                     (ViCLIP ViT-L/14, VBench's file; MIT)
+    DIR/ViCLIP/bpe_simple_vocab_16e6.txt.gz                     (CLIP's BPE vocabulary, for ViCLIP's text)
 
 Frame sampling, thresholds and formulas follow VBench (`vbench/*.py`); see each function.
 Frames are `(F, H, W, 3)` uint8 RGB.
@@ -39,18 +41,23 @@ AESTHETIC_HEAD = "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"
 RAFT_FILE = "raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth"
 MUSIQ_FILE = "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"
 AMT_FILE = "amt_model/amt-s.pth"
+VICLIP_FILE = "ViCLIP/ViClip-InternVid-10M-FLT.pth"
+VICLIP_VOCAB = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"
 
 _HF_DOWNLOAD = {
     DINO_DIR: "hf download facebook/dino-vitb16 --local-dir DIR/" + DINO_DIR,
     CLIP_B32_DIR: "hf download openai/clip-vit-base-patch32 --local-dir DIR/" + CLIP_B32_DIR,
     CLIP_L14_DIR: "hf download openai/clip-vit-large-patch14 --local-dir DIR/" + CLIP_L14_DIR,
     AMT_FILE: "hf download lalala125/AMT amt-s.pth --local-dir DIR/amt_model",
+    VICLIP_FILE: "hf download OpenGVLab/VBench_Used_Models ViClip-InternVid-10M-FLT.pth --local-dir DIR/ViCLIP",
+    VICLIP_VOCAB: "hf download OpenGVLab/ViCLIP-L-14-hf bpe_simple_vocab_16e6.txt.gz --local-dir DIR/ViCLIP",
 }
 
 # Which weight files each VBench metric needs.
 METRIC_FILES: dict[str, tuple[str, ...]] = {
     "subject_consistency": (DINO_DIR,),
     "background_consistency": (CLIP_B32_DIR,),
+    "overall_consistency": (VICLIP_FILE, VICLIP_VOCAB),
     "clip_score": (CLIP_B32_DIR,),
     "aesthetic_quality": (CLIP_L14_DIR, AESTHETIC_HEAD),
     "dynamic_degree": (RAFT_FILE,),
@@ -61,7 +68,7 @@ METRIC_FILES: dict[str, tuple[str, ...]] = {
 
 def _missing_entries(root: Path, entry: str) -> list[str]:
     p = root / entry
-    if entry.endswith((".pth", ".pt")):
+    if entry.endswith((".pth", ".pt", ".gz")):
         return [] if p.is_file() else [entry]
     missing = []
     if not (p / "config.json").is_file():
@@ -139,9 +146,14 @@ def dino_transform(frames: np.ndarray, size: int = 224) -> torch.Tensor:
 
 
 def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
-    """VBench `get_frame_indices(..., sample="middle")`: middle frame of `num_frames` equal intervals."""
-    edges = np.linspace(0, vlen, num_frames + 1).astype(int)
-    return [int((edges[i] + edges[i + 1] - 1) // 2) for i in range(num_frames)]
+    """VBench `get_frame_indices(..., sample="middle")`: middle frame of `num_frames` equal intervals;
+    a clip of fewer frames takes each frame once and repeats its last one up to `num_frames`."""
+    if vlen < 1:
+        raise ValueError("no frames to sample from")
+    n = min(num_frames, vlen)
+    edges = np.linspace(0, vlen, n + 1).astype(int)
+    idx = [int((edges[i] + edges[i + 1] - 1) // 2) for i in range(n)]
+    return idx + [idx[-1]] * (num_frames - n)
 
 
 def consistency_score(feats: torch.Tensor) -> float:
@@ -171,6 +183,7 @@ class VBenchModels:
     def __post_init__(self):
         self.weights_dir = Path(self.weights_dir)
         self._loaded: dict[str, object] = {}
+        self._viclip_text: dict[str, torch.Tensor] = {}  # prompt -> text embedding (VBench caches them too)
 
     def _get(self, key: str, loader):
         if key not in self._loaded:
@@ -278,6 +291,78 @@ class VBenchModels:
 
         return self._get("amt", load)
 
+    def viclip(self):
+        def load():
+            from sfpp.evaluate.viclip import ViCLIP, ViCLIPConfig, checkpoint_state_dict
+
+            path = self.weights_dir / VICLIP_FILE
+            fetch = f"fetch it with: {_HF_DOWNLOAD[VICLIP_FILE].replace('DIR', str(self.weights_dir))}"
+            if not path.is_file():
+                raise SfppError(f"{path} is missing; {fetch}")
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - pickle errors vary
+                reason = _load_error(e)
+                fix = ("re-save just its 'model' tensors with torch.save, from a copy you trust"
+                       if "weights_only=True refuses" in reason else f"re-download it ({fetch})")
+                raise SfppError(f"cannot read {path} ({reason}); {fix}") from None
+            try:
+                sd = checkpoint_state_dict(obj)
+                config = ViCLIPConfig.from_state_dict(sd)
+                with torch.device("meta"):  # no random init of 430 M parameters: the file fills them
+                    model = ViCLIP(config)
+            except (TypeError, KeyError, IndexError, ValueError, AttributeError) as e:
+                what = f"no {e.args[0]}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+                raise SfppError(f"{path} is not a ViCLIP checkpoint ({what}); {fetch}") from None
+            problem = _state_dict_mismatch(model, sd, extract=lambda o: o)
+            if problem:
+                raise SfppError(f"{path} is not a ViCLIP checkpoint ({problem}); {fetch}")
+            model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
+            return model.to(self.device).eval()
+
+        return self._get("viclip", load)
+
+    def viclip_tokenizer(self):
+        def load():
+            from sfpp.evaluate.viclip import ViCLIPTokenizer
+
+            path = self.weights_dir / VICLIP_VOCAB
+            fetch = f"fetch it with: {_HF_DOWNLOAD[VICLIP_VOCAB].replace('DIR', str(self.weights_dir))}"
+            if not path.is_file():
+                raise SfppError(f"{path} is missing; {fetch}")
+            try:
+                return ViCLIPTokenizer(path)
+            except (OSError, EOFError, UnicodeDecodeError, ValueError) as e:
+                raise SfppError(f"{path} is not CLIP's BPE vocabulary ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}); {fetch}") from None
+
+        return self._get("viclip_tok", load)
+
+    def viclip_token_ids(self, prompt: str) -> torch.Tensor:
+        """(1, context_length) ids of `prompt` as ViCLIP reads it (truncated like VBench)."""
+        model, tok = self.viclip(), self.viclip_tokenizer()
+        if len(tok) != model.config.vocab_size:
+            raise SfppError(
+                f"{VICLIP_VOCAB} has {len(tok)} tokens but {VICLIP_FILE} embeds {model.config.vocab_size}; "
+                "use CLIP's bpe_simple_vocab_16e6.txt.gz"
+            )
+        return tok(prompt, model.config.context_length)
+
+    @torch.no_grad()
+    def viclip_text_features(self, prompt: str) -> torch.Tensor:
+        """(1, D) ViCLIP text embedding (not normalised), cached per prompt."""
+        if prompt not in self._viclip_text:
+            ids = self.viclip_token_ids(prompt).to(self.device)
+            self._viclip_text[prompt] = self.viclip().encode_text(ids).float().cpu()
+        return self._viclip_text[prompt]
+
+    @torch.no_grad()
+    def viclip_video_features(self, frames: np.ndarray) -> torch.Tensor:
+        """(1, D) ViCLIP embedding (not normalised) of the sampled frames (T, H, W, 3), CLIP-transformed."""
+        model = self.viclip()
+        x = clip_transform(frames, model.config.image_size).unsqueeze(0).to(self.device)
+        return model.encode_vision(x).float().cpu()
+
     @torch.no_grad()
     def amt_midpoints(self, frames: np.ndarray) -> np.ndarray:
         """AMT-S frame at t=0.5 between each pair of consecutive frames: (N, H, W, 3) -> (N-1, H, W, 3) uint8.
@@ -351,6 +436,16 @@ def subject_consistency(models: VBenchModels, frames: np.ndarray) -> float:
 def background_consistency(models: VBenchModels, frames: np.ndarray) -> float:
     """VBench background_consistency: CLIP ViT-B/32 image embeddings of every frame, same formula."""
     return consistency_score(models.clip_image_features(models.clip_b32(), frames))
+
+
+def overall_consistency(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
+    """VBench overall_consistency: ViCLIP embedding of 8 "middle" frames (`clip_transform(224)`) and
+    of the prompt (cut to ViCLIP's 32 tokens); score = their raw cosine (VBench neither scales nor
+    softmaxes it)."""
+    idx = middle_frame_indices(models.viclip().config.num_frames, len(frames))
+    video = F.normalize(models.viclip_video_features(frames[idx]), dim=-1)
+    text = F.normalize(models.viclip_text_features(prompt), dim=-1)
+    return float((video @ text.T)[0, 0])
 
 
 def clip_score(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
@@ -428,12 +523,28 @@ def imaging_quality(models: VBenchModels, frames: np.ndarray) -> float:
     return float(np.mean(scores)) / 100.0
 
 
-def _state_dict_mismatch(model: torch.nn.Module, obj) -> str:
-    """'' if the loaded checkpoint `obj` fits `model` exactly, else a short description of the first problem."""
-    from sfpp.evaluate.amt import checkpoint_state_dict
+def _load_error(e: Exception) -> str:
+    """A one-line reason for a failed `torch.load`."""
+    import re
+
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it pickles {m.group(1)}, which loading with weights_only=True refuses"
+    if "WeightsUnpickler error:" in text:  # torch's long advice first, the actual problem after it
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first[:200]}" if first else type(e).__name__
+
+
+def _state_dict_mismatch(model: torch.nn.Module, obj, extract=None) -> str:
+    """'' if the loaded checkpoint `obj` fits `model` exactly, else a short description of the first
+    problem. `extract` pulls the state dict out of `obj` (default: AMT's checkpoint layout)."""
+    if extract is None:
+        from sfpp.evaluate.amt import checkpoint_state_dict as extract
 
     try:
-        sd = checkpoint_state_dict(obj)
+        sd = extract(obj)
     except TypeError as e:
         return str(e)
     want = model.state_dict()
