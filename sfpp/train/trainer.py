@@ -152,9 +152,12 @@ def build_networks(cfg: DistillConfig, *, stage: str, config_dir: Path, student_
         add_lora(student_tr, rank=lo.rank, alpha=lo.alpha, target_modules=lo.target_modules, dropout=lo.dropout,
                  seed=cfg.run.seed)
     student.gradient_checkpointing = cfg.run.gradient_checkpointing
+    # FSDP: the networks stay on the CPU here; sharding moves each block's shard to the device one
+    # block at a time, so a model larger than one device never has to fit on it whole.
+    model_device = torch.device("cpu") if cfg.run.fsdp else device
     for m in (teacher, critic, student):
         if m is not None:
-            m.to(device)
+            m.to(model_device)
     comps.codec.to(device)
     text_encoder, tokenizer = comps.text_encoder.to(device), comps.tokenizer
 
@@ -212,10 +215,11 @@ class Distiller:
                                                      encoder_id=encoder_id, text_len=self.nets.text_len,
                                                      encode_fn=encode).cond
         del encode  # the text encoder is no longer referenced: training never needs it again
-        self._broadcast_initial_weights()
         self.fsdp = cfg.run.fsdp
         if self.fsdp:
-            self._shard()
+            self._shard()  # every rank built the same weights (same files, same seeds): shard them
+        else:
+            self._broadcast_initial_weights()
 
         s = self.nets.student
         lr = cfg.ode.lr if stage == "ode" else cfg.optim.gen_lr
