@@ -80,3 +80,17 @@ def test_default_model_is_the_bundled_toy_model(monkeypatch):
     assert rs.latent_frames == 18  # 32 frames / 2 per latent frame = 16 -> whole chunks of 3
     monkeypatch.setenv("SFPP_MODEL", "debug")
     assert resolve_spec(VideoSpec(seconds=2)).model == "debug"
+
+
+def test_prompt_switch_on_the_bundled_toy_model(tmp_path, monkeypatch):
+    """Issue #7 on the bundled model: frames before the switch equal the single-prompt video; the
+    oracle finds the new prompt's background and colours within 2 chunks after it."""
+    from sfpp.toyworld.compare import switch_test
+
+    monkeypatch.delenv("SFPP_MODEL", raising=False)
+    r = switch_test("a red circle moving on a black background", "a green square moving on a white background",
+                    tmp_path, at_s=1.0, seconds=2.5, seed=0)
+    assert r["switch_frame"] == 18  # first chunk starting at or after 1 s: latent frame 9 = pixel frame 18
+    assert r["identical_before_switch"]
+    assert r["chunks_to_find"] is not None and r["chunks_to_find"] <= 2
+    assert r["found_after_switch"] > 0.3

@@ -38,7 +38,8 @@ def test_recipe_smoke(tmp_path):
     a0, b0 = _read(teacher)[0], _read(more)[0]
     assert all(torch.equal(a0[k], b0[k]) for k in a0)  # lr 0 and EMA 1: unchanged weights
     small_run = {"batch_size": 1, "checkpoint_every": 1, "sample_every": 2, "sample_seconds": 0.5}
-    ode = _config("ode.toml", tmp_path, model={"teacher_checkpoint": str(teacher)}, ema={"start_step": 1},
+    ode = _config("ode.toml", tmp_path, model={"teacher_checkpoint": str(teacher), "student_checkpoint": str(teacher)},
+                  ema={"start_step": 1},
                   ode={"num_trajectories": 2, "teacher_steps": 3, "shard_size": 1, "base_steps": 2}, run=small_run)
     ode_out = distill(ode, out=tmp_path / "ode")["ode"]
     init = ode_out.with_name("student_ema.safetensors")
