@@ -37,10 +37,9 @@ def device_mesh(device: torch.device):
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    world = dist.get_world_size() if dist.is_initialized() else 1
     if not dist.is_initialized():
         raise RuntimeError("FSDP needs torch.distributed to be initialised (run under `accelerate launch`)")
-    return init_device_mesh(device.type, (world,))
+    return init_device_mesh(device.type, (dist.get_world_size(),))
 
 
 def shard_causal(student: nn.Module, mesh) -> nn.Module:
