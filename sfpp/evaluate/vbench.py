@@ -270,18 +270,27 @@ class VBenchModels:
 
         return self._get("musiq", load)
 
+    def _safe_load(self, rel: str, *, tensors_key: str | None = None):
+        """``(path, object, fetch hint)`` of a VBench weight file read with ``weights_only=True``;
+        a missing or unreadable file is one clear error naming how to fetch it."""
+        path = self.weights_dir / rel
+        fetch = f"fetch it with: {_HF_DOWNLOAD[rel].replace('DIR', str(self.weights_dir))}"
+        if not path.is_file():
+            raise SfppError(f"{path} is missing; {fetch}")
+        try:
+            return path, torch.load(path, map_location="cpu", weights_only=True), fetch
+        except Exception as e:  # noqa: BLE001 - pickle errors vary
+            reason = _load_error(e)
+            what = f"just its '{tensors_key}' tensors" if tensors_key else "just its tensors"
+            fix = (f"re-save {what} with torch.save, from a copy you trust"
+                   if "weights_only=True refuses" in reason else f"re-download it ({fetch})")
+            raise SfppError(f"cannot read {path} ({reason}); {fix}") from None
+
     def amt(self):
         def load():
             from sfpp.evaluate.amt import AMTS, checkpoint_state_dict
 
-            path = self.weights_dir / AMT_FILE
-            fetch = f"fetch it with: {_HF_DOWNLOAD[AMT_FILE].replace('DIR', str(self.weights_dir))}"
-            if not path.is_file():
-                raise SfppError(f"{path} is missing; {fetch}")
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - pickle errors vary
-                raise SfppError(f"cannot read {path} ({type(e).__name__}); re-download it ({fetch})") from None
+            path, obj, fetch = self._safe_load(AMT_FILE)
             model = AMTS()
             problem = _state_dict_mismatch(model, obj)
             if problem:
@@ -295,17 +304,7 @@ class VBenchModels:
         def load():
             from sfpp.evaluate.viclip import ViCLIP, ViCLIPConfig, checkpoint_state_dict
 
-            path = self.weights_dir / VICLIP_FILE
-            fetch = f"fetch it with: {_HF_DOWNLOAD[VICLIP_FILE].replace('DIR', str(self.weights_dir))}"
-            if not path.is_file():
-                raise SfppError(f"{path} is missing; {fetch}")
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - pickle errors vary
-                reason = _load_error(e)
-                fix = ("re-save just its 'model' tensors with torch.save, from a copy you trust"
-                       if "weights_only=True refuses" in reason else f"re-download it ({fetch})")
-                raise SfppError(f"cannot read {path} ({reason}); {fix}") from None
+            path, obj, fetch = self._safe_load(VICLIP_FILE, tensors_key="model")
             try:
                 sd = checkpoint_state_dict(obj)
                 config = ViCLIPConfig.from_state_dict(sd)
