@@ -110,3 +110,61 @@ def test_generator_and_critic_updates_change_weights(extended_trainer):
     assert any(not torch.equal(v, tr.nets.critic.state_dict()[k]) for k, v in before_c.items())
     assert all(torch.equal(v, tr.nets.teacher.state_dict()[k]) for k, v in before_t.items())
     assert tr.ema is not None and tr.step == 1
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_ode_clean_context_feeds_final_states_and_drops_them_from_the_loss(tmp_path, p):
+    """[ode] clean_context: earlier chunks given clean (t = 0, the final ODE state), loss on the rest."""
+    from accelerate import Accelerator
+
+    from sfpp.config_io import load_config
+    from sfpp.schedule import x0_from_flow
+    from sfpp.train.config import DistillConfig
+    from sfpp.train.ode import ensure_trajectories, ode_regression_update
+    from sfpp.train.trainer import Distiller
+    from tests.train_helpers import write_config
+
+    cfg_path = write_config(tmp_path, ode={"num_trajectories": 2, "teacher_steps": 4, "shard_size": 2, "lr": 1e-4,
+                                           "base_steps": 1, "clean_context": p},
+                            run={"stages": ["ode"], "batch_size": 2, "checkpoint_every": 1, "sample_every": 0})
+    cfg = load_config(DistillConfig, cfg_path)
+    tr = Distiller(cfg, stage="ode", out=tmp_path / "run", total_steps=1, accelerator=Accelerator(cpu=True),
+                   config_dir=tmp_path, resume=False)
+    ensure_trajectories(tr)
+    s = tr.nets.student
+    seen = {}
+    orig = s.forward_full
+
+    def spy(x, t, text, **kw):
+        out = orig(x, t, text, **kw)
+        seen.update(x=x.detach().clone(), t=t.detach().clone(), flow=out.detach().clone())
+        return out
+
+    s.forward_full = spy
+    try:
+        m = ode_regression_update(tr)
+    finally:
+        del s.forward_full
+    x, t, flow = seen["x"], seen["t"], seen["flow"]  # (B, C, K, H, W), (B, K)
+    states = torch.stack([tr.trajectories.get(i)[0] for i in range(2)])  # (2, S+1, C, K, H, W)
+    final = states[:, -1]
+    last = slice(tr.K - tr.chunk, tr.K)  # the last chunk is never clean
+    assert (t[:, last] > 0).all()
+    if p == 1.0:
+        early = slice(0, tr.K - tr.chunk)
+        assert (t[:, early] == 0).all()
+        # each clean chunk is exactly the final state of its own trajectory
+        assert any(torch.equal(x[0, :, early], final[j, :, early]) for j in range(2))
+        assert any(torch.equal(x[1, :, early], final[j, :, early]) for j in range(2))
+    else:
+        assert (t > 0).all()
+    # the reported loss is the MSE over the frames that were not given clean
+    x0 = x0_from_flow(x, flow, t)
+    def source(b):  # the trajectory batch item b was drawn from (matched on its noisy last chunk)
+        return next(j for j in range(2) for k in range(states.shape[1]) if torch.equal(states[j, k, :, last], x[b, :, last]))
+
+    idx = [source(b) for b in range(2)]
+    target = final[idx]
+    keep = t > 0  # (B, K)
+    expect = ((x0 - target) ** 2).permute(0, 2, 1, 3, 4)[keep].mean()
+    assert m["ode_loss"] == pytest.approx(float(expect), rel=1e-5)

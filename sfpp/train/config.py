@@ -92,6 +92,10 @@ class ODESection:
     shard_size: int = 64
     lr: float = 2e-6
     base_steps: int = 3000  # regression updates at --budget 1x
+    # Probability that an earlier chunk is given as its clean final ODE state (timestep 0), as the
+    # KV cache holds at inference, instead of a noisy stored state; such chunks are left out of the
+    # loss. 0 = Self-Forcing's ODE init (context always noisy).
+    clean_context: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,9 @@ exact timestep), plus the final sample. Shards are safetensors files written ato
 
 Regression: for each chunk a random stored state is picked; the causal student denoises the
 whole K-frame sequence in one block-causal pass (`CausalWan.forward_full`) and regresses x0 on
-the final ODE state.
+the final ODE state. With ``[ode] clean_context = p`` each earlier chunk is, with probability p,
+given as the clean final state at timestep 0 (what the KV cache holds at inference) and left out
+of the loss.
 """
 
 from __future__ import annotations
@@ -170,20 +172,28 @@ def ode_regression_update(tr) -> dict[str, float]:
         cond = tr.data.cond[[it[2] for it in items]].to(tr.device)
         S = times.shape[1]
         g = tr._gen(P_ODE, tr.rank, micro)
-        pick = torch.randint(S, (B, n_chunks), generator=g).to(tr.device)  # a stored state per chunk
+        pick = torch.randint(S, (B, n_chunks), generator=g)  # a stored state per chunk
+        # clean context: earlier chunks (never the last) replaced by the final state (index S, t = 0)
+        clean = torch.rand(B, n_chunks, generator=g) < cfg.ode.clean_context  # (B, n_chunks)
+        clean[:, -1] = False
+        pick = torch.where(clean, torch.full_like(pick, S), pick).to(tr.device)
         frame_pick = pick.repeat_interleave(tr.chunk, dim=1)  # (B, K)
         b_idx = torch.arange(B, device=tr.device)[:, None]
         f_idx = torch.arange(tr.K, device=tr.device)[None, :]
         x_in = states.permute(0, 1, 3, 2, 4, 5)[b_idx, frame_pick, f_idx]  # (B, K, C, H, W)
         x_in = x_in.permute(0, 2, 1, 3, 4).contiguous()  # (B, C, K, H, W)
+        times = torch.cat([times, torch.zeros_like(times[:, :1])], dim=1)  # (B, S+1): the clean state at t = 0
         t = times[b_idx, frame_pick]  # (B, K)
         target = states[:, -1]  # (B, C, K, H, W)
+        weight = (frame_pick < S).to(target.dtype)[:, None, :, None, None]  # (B, 1, K, 1, 1): noisy frames only
         with tr.acc.autocast():
             text = s.encode_text(cond.to(next(s.parameters()).dtype))
             flow = s.forward_full(x_in.to(next(s.parameters()).dtype), t, text,
                                   chunk_sizes=[tr.chunk] * n_chunks).float()
             x0 = x0_from_flow(x_in, flow, t)
-            loss = F.mse_loss(x0, target)
+            err = (x0 - target).pow(2) * weight
+            per_frame = target.shape[1] * target.shape[3] * target.shape[4]  # C * H * W values per frame
+            loss = err.sum() / (weight.sum() * per_frame)  # = MSE when no chunk is clean
         (loss / cfg.run.grad_accum).backward()
         loss_sum += loss.item()
     params = [p for p in s.parameters() if p.requires_grad]
