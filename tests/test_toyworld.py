@@ -94,3 +94,23 @@ def test_prompt_switch_on_the_bundled_toy_model(tmp_path, monkeypatch):
     assert r["identical_before_switch"]
     assert r["chunks_to_find"] is not None and r["chunks_to_find"] <= 2
     assert r["found_after_switch"] > 0.3
+
+
+def test_bundled_model_keeps_both_prompted_objects(tmp_path, monkeypatch):
+    """Issue #5 on the bundled model: `sfpp generate` of the default prompt (no --model) shows both
+    prompted colours in >= 90% of frames and the prompted background, over 10 s, for two seeds."""
+    from sfpp.toyworld.oracle import score_video
+    from sfpp.video import read_mp4
+    from tests.train_helpers import run
+
+    monkeypatch.delenv("SFPP_MODEL", raising=False)
+    prompt = "a red circle and a blue square bouncing on a black background"
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}.mp4"
+        r = run("generate", prompt, "--seconds", 10, "--seed", seed, "--out", out)
+        assert r.exit_code == 0, r.output
+        frames, fps = read_mp4(out)
+        assert len(frames) == 160 and fps == 16
+        s = score_video(frames, prompt, fps=fps)["overall"]
+        assert s["all_colours"] >= 0.9, s
+        assert s["background_ok"] >= 0.95, s

@@ -62,8 +62,22 @@ def test_recipe_smoke(tmp_path):
                   ["a red circle on a black background"], tmp_path / "compare", multiples=(1, 2), log=lambda s: None)
     assert set(res["runs"]) == {"sf", "sfpp-sink"}
     assert res["runs"]["sf"]["2x"]["seconds"] == 1.5 and 0 <= res["runs"]["sf"]["2x"]["overall"]["fidelity"] <= 1
+    r2 = res["runs"]["sf"]["2x"]  # 1.5 s = one 2 s window: the window curves equal the overall means
+    for key in ("fidelity", "all_colours", "objects", "brightness"):
+        assert len(r2[f"{key}_curve"]) == 1 and abs(r2[f"{key}_curve"][0] - r2["overall"][key]) < 1e-9
     assert (tmp_path / "compare" / "fidelity_over_time.png").is_file()
     assert (tmp_path / "compare" / "sfpp-sink" / "2x" / "p00.json").is_file()
+    # --reuse scores the videos already there (same checkpoint, sink, prompt, seed, length) without regenerating
+    video = tmp_path / "compare" / "sf" / "2x" / "p00.mp4"
+    before = video.stat().st_mtime_ns
+    again = compare({"sf": str(students["sf"]), "sfpp-sink": {"checkpoint": str(students["sfpp"]), "sink": 3}},
+                    ["a red circle on a black background"], tmp_path / "compare", multiples=(1, 2), log=lambda s: None,
+                    reuse=True)
+    assert video.stat().st_mtime_ns == before and again["runs"] == res["runs"]
+    # another checkpoint under the same label is not reused
+    again = compare({"sf": str(students["sfpp"])}, ["a red circle on a black background"], tmp_path / "compare",
+                    multiples=(2,), log=lambda s: None, reuse=True)
+    assert video.stat().st_mtime_ns != before
     from safetensors.torch import load_file
 
     a, b = load_file(str(students["sf"])), load_file(str(students["sfpp"]))

@@ -123,6 +123,7 @@ def compare_cmd(
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt file (default: the held-out set).")] = None,
     n: Annotated[int, typer.Option("--n", help="Number of prompts to use.")] = 4,
     multiples: Annotated[str, typer.Option("--multiples", help="Video lengths as multiples of the teacher horizon K.")] = "1,10,30,100",
+    reuse: Annotated[bool, typer.Option("--reuse", help="Score videos already in OUT (same checkpoint, prompt, seed, length) instead of generating them again.")] = False,
 ) -> None:
     """Generate videos of several lengths per student and score prompt fidelity over time with the oracle."""
     from sfpp.errors import SfppError
@@ -148,7 +149,7 @@ def compare_cmd(
             mult = tuple(int(x) for x in multiples.split(","))
         except ValueError:
             raise SfppError(f"--multiples must be integers like 1,10,30,100, got {multiples!r}") from None
-        compare(students, plist, Path(out), multiples=mult, log=lambda s: console.print(s))
+        compare(students, plist, Path(out), multiples=mult, log=lambda s: console.print(s), reuse=reuse)
         console.print(f"[green]wrote[/] {out}/compare.json and {out}/fidelity_over_time.png")
 
 

@@ -3,7 +3,8 @@
 For each student checkpoint, each prompt and each length (multiples of the teacher horizon K),
 generate a video with `sfpp.generate` and score it with the oracle per window. Writes
 ``OUT/<label>/<len>x/*.mp4`` (+ sidecars, so `sfpp evaluate` can read the folders),
-``OUT/compare.json`` and ``OUT/fidelity_over_time.png``.
+``OUT/compare.json`` and ``OUT/fidelity_over_time.png``. With ``reuse`` a video already in OUT
+with the same prompt, seed and length (per its sidecar) is scored again instead of regenerated.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def horizon_seconds() -> float:
 
 
 def compare(students: dict[str, str | None | dict], prompts: list[str], out: Path, *, multiples=(1, 10, 30, 100),
-            seed: int = 0, window_s: float = 2.0, log=print) -> dict:
+            seed: int = 0, window_s: float = 2.0, log=print, reuse: bool = False) -> dict:
     import sfpp
     from sfpp.spec import VideoSpec, load_model, resolve_spec
     from sfpp.video import read_mp4
@@ -44,24 +45,41 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
             scores = []
             for i, p in enumerate(prompts):
                 path = folder / f"p{i:02d}.mp4"
-                sfpp.generate(p, out=path, loaded=lm, model="toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
-                              device="cpu", sink=sink)
+                if not (reuse and _same_video(path, p, seed + i, seconds, lm.checkpoint_sha256, sink)):
+                    sfpp.generate(p, out=path, loaded=lm, model="toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
+                                  device="cpu", sink=sink)
                 frames, fps = read_mp4(path)
                 scores.append(score_video(frames, p, fps=fps, window_s=window_s))
-            keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours")
+            keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours", "objects")
             overall = {k: float(np.mean([s["overall"][k] for s in scores])) for k in keys}
             last = {k: float(np.mean([s["windows"][-1][k] for s in scores])) for k in keys}
             n_win = min(len(s["windows"]) for s in scores)
-            curve = [float(np.mean([s["windows"][w]["fidelity"] for s in scores])) for w in range(n_win)]
-            bright = [float(np.mean([s["windows"][w]["brightness"] for s in scores])) for w in range(n_win)]
+            def curve(key: str) -> list[float]:  # mean over prompts, per window
+                return [float(np.mean([s["windows"][w][key] for s in scores])) for w in range(n_win)]
+
             per_len[f"{m}x"] = {"seconds": seconds, "overall": overall, "last_window": last,
-                                "fidelity_curve": curve, "brightness_curve": bright}
+                                "fidelity_curve": curve("fidelity"), "brightness_curve": curve("brightness"),
+                                "all_colours_curve": curve("all_colours"), "objects_curve": curve("objects")}
             log(f"{label} {m}x ({seconds:.1f} s): fidelity {overall['fidelity']:.3f}, last window "
                 f"{last['fidelity']:.3f}, colours {overall['all_colours']:.3f}")
         results["runs"][label] = per_len
     (out / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, out / "fidelity_over_time.png")
     return results
+
+
+def _same_video(path: Path, prompt: str, seed: int, seconds: float, sha256: str | None, sink: int) -> bool:
+    """An earlier video at `path` from the same checkpoint, sink, prompt, seed and length (per its sidecar)."""
+    side = path.with_suffix(".json")
+    if not (path.is_file() and side.is_file()):
+        return False
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    return (meta.get("prompt") == prompt and meta.get("seed") == seed and meta.get("checkpoint_sha256") == sha256
+            and meta.get("config", {}).get("cache", {}).get("sink") == sink
+            and abs(float(meta.get("seconds", -1)) - seconds) < 1e-6)
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -71,15 +89,18 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     longest = f"{max(results['multiples'])}x"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for label, per_len in results["runs"].items():
         r = per_len[longest]
         t = np.arange(len(r["fidelity_curve"])) * 2.0
         axes[0].plot(t, r["fidelity_curve"], label=label)
-        axes[1].plot(t, r["brightness_curve"], label=label)
+        axes[1].plot(t, r["all_colours_curve"], label=label)
+        axes[2].plot(t, r["brightness_curve"], label=label)
     axes[0].set(xlabel="time (s)", ylabel="oracle prompt fidelity (0-1)", title=f"Prompt fidelity, {longest} K video",
                 ylim=(0, 1.02))
-    axes[1].set(xlabel="time (s)", ylabel="mean luma (0-255)", title="Brightness (exposure drift)")
+    axes[1].set(xlabel="time (s)", ylabel="frames with every prompted colour", title="Object persistence",
+                ylim=(0, 1.02))
+    axes[2].set(xlabel="time (s)", ylabel="mean luma (0-255)", title="Brightness (exposure drift)")
     for a in axes:
         a.grid(alpha=0.3)
         a.legend()
