@@ -53,14 +53,22 @@ def distill(
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
     config_dir: str | os.PathLike | None = None,
+    seed: int | None = None,
 ) -> dict[str, Path]:
-    """Run distillation. Returns {stage: exported student path}."""
+    """Run distillation. Returns {stage: exported student path}.
+
+    ``seed`` overrides ``[run] seed`` (the override is part of the saved, resolved config).
+    """
     if isinstance(config, DistillConfig):
         cfg, cdir = config, Path(config_dir or ".")
         name = "distill"
     else:
         cfg = load_config(DistillConfig, config)
         cdir, name = Path(config).resolve().parent, Path(config).stem
+    if seed is not None:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=int(seed)))
     mult = parse_budget(budget)
     if stage is not None and stage not in STAGES:
         raise SfppError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")

@@ -195,3 +195,21 @@ def test_gradient_accumulation_and_bf16_mixed_precision_run(tmp_path):
     # accumulation sees another micro-batch, bf16 rounds differently: both change the update
     for name in ("accum", "bf16"):
         assert any(not torch.equal(outs[name][k], outs["plain"][k]) for k in outs["plain"])
+
+
+def test_seed_override_is_saved_and_changes_the_run(tmp_path):
+    cfg = write_config(tmp_path, run={"stages": ["self-forcing"]}, self_forcing={"base_steps": 1})
+    outs = {}
+    for name, extra in (("a", ()), ("b", ("--seed", 7)), ("c", ("--seed", 7))):
+        outs[name] = tmp_path / name
+        r = run("distill", "--config", cfg, "--out", outs[name], *extra)
+        assert r.exit_code == 0, r.output
+    assert "seed = 0" in (outs["a"] / "config.toml").read_text()
+    assert "seed = 7" in (outs["b"] / "config.toml").read_text()
+    from sfpp.checkpoints import read_checkpoint
+
+    _, meta = read_checkpoint(outs["b"] / "self-forcing" / "student.safetensors")
+    assert meta["distill_config"]["run"]["seed"] == 7  # the checkpoint describes its run
+    w = {k: load_file(str(outs[k] / "self-forcing" / "student.safetensors")) for k in outs}
+    assert any(not torch.equal(w["a"][k], w["b"][k]) for k in w["a"])  # another seed, another run
+    assert all(torch.equal(w["b"][k], w["c"][k]) for k in w["b"])  # same seed, same run

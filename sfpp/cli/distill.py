@@ -1,4 +1,4 @@
-"""`sfpp distill --config FILE.toml [--stage] [--budget 8x] [--out DIR] [--resume]`."""
+"""`sfpp distill --config FILE.toml [--stage] [--budget 8x] [--out DIR] [--resume] [--seed N]`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def distill_cmd(
     budget: Annotated[str, typer.Option("--budget", help="Generator updates as a multiple of the preset's base run, e.g. 8x.")] = "1x",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default runs/<config name>).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Override [run] seed (noise, prompt order, initialisation draws).", show_default=False)] = None,
 ) -> None:
     """Distil the causal few-step student from the bidirectional teacher (ODE init, Self-Forcing, Self-Forcing++)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,6 +43,6 @@ def distill_cmd(
                     info += f"  N {row['N']} i {row['window_start']}"
                 bar.update(tasks[st], completed=row["step"], total=row.get("total_steps"), info=info)
 
-            results = distill(config, stage=stage, budget=budget, out=out, resume=resume, on_log=on_log)
+            results = distill(config, stage=stage, budget=budget, out=out, resume=resume, on_log=on_log, seed=seed)
         for st, path in results.items():
             console.print(f"[green]{st}[/]: student {path}")
