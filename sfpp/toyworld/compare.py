@@ -4,7 +4,8 @@ For each student checkpoint, each prompt and each length (multiples of the teach
 generate a video with `sfpp.generate` and score it with the oracle per window. Writes
 ``OUT/<label>/<len>x/*.mp4`` (+ sidecars, so `sfpp evaluate` can read the folders),
 ``OUT/compare.json`` and ``OUT/fidelity_over_time.png``. With ``reuse`` a video already in OUT
-with the same prompt, seed and length (per its sidecar) is scored again instead of regenerated.
+from the same checkpoint (hash), sink, prompt, seed and length (per its sidecar) is scored again
+instead of regenerated.
 """
 
 from __future__ import annotations
@@ -53,19 +54,21 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
             keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours", "objects")
             overall = {k: float(np.mean([s["overall"][k] for s in scores])) for k in keys}
             last = {k: float(np.mean([s["windows"][-1][k] for s in scores])) for k in keys}
-            n_win = min(len(s["windows"]) for s in scores)
-            def curve(key: str) -> list[float]:  # mean over prompts, per window
-                return [float(np.mean([s["windows"][w][key] for s in scores])) for w in range(n_win)]
-
             per_len[f"{m}x"] = {"seconds": seconds, "overall": overall, "last_window": last,
-                                "fidelity_curve": curve("fidelity"), "brightness_curve": curve("brightness"),
-                                "all_colours_curve": curve("all_colours"), "objects_curve": curve("objects")}
+                                **{f"{k}_curve": _window_means(scores, k)
+                                   for k in ("fidelity", "brightness", "all_colours", "objects")}}
             log(f"{label} {m}x ({seconds:.1f} s): fidelity {overall['fidelity']:.3f}, last window "
                 f"{last['fidelity']:.3f}, colours {overall['all_colours']:.3f}")
         results["runs"][label] = per_len
     (out / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, out / "fidelity_over_time.png")
     return results
+
+
+def _window_means(scores: list[dict], key: str) -> list[float]:
+    """Per window, the mean of `key` over the prompts' oracle scores (up to the shortest video)."""
+    n_win = min(len(s["windows"]) for s in scores)
+    return [float(np.mean([s["windows"][w][key] for s in scores])) for w in range(n_win)]
 
 
 def _same_video(path: Path, prompt: str, seed: int, seconds: float, sha256: str | None, sink: int) -> bool:
