@@ -72,9 +72,12 @@ def _window_means(scores: list[dict], key: str) -> list[float]:
 
 
 def _same_video(path: Path, prompt: str, seed: int, seconds: float, sha256: str | None, sink: int) -> bool:
-    """An earlier video at `path` from the same checkpoint, sink, prompt, seed and length (per its sidecar)."""
+    """An earlier video at `path` from the same checkpoint, sink, prompt, seed and length (per its sidecar).
+
+    Without a checkpoint hash (the bundled model) the video's origin cannot be checked: never reused.
+    """
     side = path.with_suffix(".json")
-    if not (path.is_file() and side.is_file()):
+    if sha256 is None or not (path.is_file() and side.is_file()):
         return False
     try:
         meta = json.loads(side.read_text())
