@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from sfpp.cli._common import console, parse_duration_seconds, user_errors
+from sfpp.cli._common import console, parse_duration_seconds, print_table, user_errors
 from sfpp.evaluate.metrics import GROUPS, METRICS
 
-_HELP = """Score folders of MP4s (RUNs written by 'sfpp generate') per time window, per video and per run.
+_HELP = """Score runs of MP4s per time window, per video and per run.
+
+A RUN is a folder written by 'sfpp generate' (NAME.mp4 + NAME.json sidecars; video NAME), a folder
+written by 'sfpp rollout' (one sub-folder per prompt with preview.mp4 + preview.json; the video is
+named after its sub-folder, e.g. 0000-a-red-circle), a mix of both, or a single .mp4 file. Only the
+folder's own MP4s and those of its direct sub-folders are read (no deeper search); unfinished
+*.partial.mp4 files are skipped. A sub-folder with several MP4s gives videos named SUB/NAME.
 
 Runs are compared side by side: a table, plus results.json, windows.csv, summary.csv and
 plots/*.png under --out. Default metrics are the offline set (no downloads). VBench metrics
@@ -28,7 +35,14 @@ Metrics: {metrics}. Groups: {groups}.
 
 
 def evaluate_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders of MP4s (+ NAME.json sidecars).", show_default=False)],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Runs: folders from 'sfpp generate' (NAME.mp4 + NAME.json) or 'sfpp rollout' (SUB/preview.mp4 per "
+            "prompt), mixed, or .mp4 files. Searched one sub-folder deep, no deeper.",
+            show_default=False,
+        ),
+    ],
     metric: Annotated[
         Optional[list[str]],
         typer.Option("--metric", "-m", help="Metric or group (offline, vbench, all); repeat or comma-separate. Default: offline."),
@@ -41,7 +55,12 @@ def evaluate_cmd(
     judge_model: Annotated[str, typer.Option(help="Gemini model for visual-stability; recorded with every score.")] = "gemini-2.5-pro",
     judge_concurrency: Annotated[int, typer.Option(help="Videos judged at the same time.")] = 2,
     prompts: Annotated[
-        Optional[Path], typer.Option(help="Prompts for MP4s without sidecars: JSON {name: prompt} or name<TAB>prompt lines.")
+        Optional[Path],
+        typer.Option(
+            help="Prompts for MP4s without sidecars: JSON {name: prompt} or name<TAB>prompt lines. A name is the file "
+            "stem for NAME.mp4, the sub-folder for a rollout's SUB/preview.mp4 (e.g. 0000-a-red-circle; "
+            "'SUB/preview' works too), SUB/NAME in a sub-folder of several MP4s. Sidecar prompts win."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder for results.json, windows.csv, summary.csv, plots/.")] = Path("sfpp-evaluate"),
     as_json: Annotated[bool, typer.Option("--json", help="Print results JSON to stdout instead of the table.")] = False,
@@ -71,8 +90,7 @@ def evaluate_cmd(
     if as_json:
         typer.echo(json.dumps(ev.to_dict(), indent=2))
     else:
-        Console = type(console)
-        Console().print(render_table(ev))  # stdout
+        print_table(render_table(ev))  # stdout, never cut to '…'
         for note in missing_aggregate_notes(ev):
             console.print(f"[dim]{note}[/]")
         console.print(
@@ -81,9 +99,12 @@ def evaluate_cmd(
         )
     if ev.errors:
         for e in ev.errors:
-            console.print(f"[bold red]error:[/] {e['run']}/{e['error']}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(e['run'])}/{escape(e['error'])}", soft_wrap=True)
         console.print(f"[bold red]{len(ev.errors)} problem(s); results for everything else were written to {out}[/]")
         raise typer.Exit(code=1)
 
 
-evaluate_cmd.__doc__ = _HELP.format(metrics=", ".join(METRICS), groups=", ".join(GROUPS))
+# Typer keeps single line breaks inside a paragraph: join each paragraph's lines for the terminal to wrap.
+evaluate_cmd.__doc__ = "\n\n".join(
+    " ".join(par.split("\n")) for par in _HELP.format(metrics=", ".join(METRICS), groups=", ".join(GROUPS)).split("\n\n")
+)

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from sfpp.cli._common import console, user_errors
+from sfpp.cli._common import console, print_table, user_errors
 
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
@@ -71,49 +72,44 @@ def clip_cmd(
 
 @app.command("oracle")
 def oracle_cmd(
-    videos: Annotated[list[str], typer.Argument(help="MP4 files or folders of MP4s with sfpp sidecars.")],
+    videos: Annotated[
+        list[str],
+        typer.Argument(
+            help="MP4 files, or folders from 'sfpp generate' (NAME.mp4 + NAME.json) or 'sfpp rollout' "
+            "(SUB/preview.mp4 + preview.json per prompt), mixed. Searched one sub-folder deep, no deeper."
+        ),
+    ],
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt for videos without a sidecar.")] = None,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 2.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Score videos against their prompts with the ToyWorld oracle (prompt fidelity over time)."""
+    """Score videos against their prompts with the ToyWorld oracle (prompt fidelity over time).
+
+    Videos are named by file stem (NAME.mp4 -> NAME) or by rollout sub-folder (SUB/preview.mp4 -> SUB).
+
+    Folders are searched one sub-folder deep; unfinished *.partial.mp4 files are skipped.
+
+    A sidecar's prompt wins over --prompt. The table goes to stdout, whole (never cut).
+    """
     from sfpp.errors import SfppError
-    from sfpp.toyworld.oracle import score_video
-    from sfpp.video import read_mp4
+    from sfpp.toyworld.oracle import score_paths
 
     with user_errors():
-        files: list[Path] = []
-        for v in videos:
-            p = Path(v)
-            if p.is_dir():
-                files += sorted(p.glob("*.mp4"))
-            elif p.is_file():
-                files.append(p)
-            else:
-                raise SfppError(f"{p} does not exist")
-        if not files:
-            raise SfppError("no MP4 files found")
-        results = []
-        for f in files:
-            side = f.with_suffix(".json")
-            text = prompt or (json.loads(side.read_text())["prompt"] if side.is_file() else None)
-            if text is None:
-                raise SfppError(f"{f.name} has no sidecar; pass --prompt")
-            frames, fps = read_mp4(f)
-            s = score_video(frames, text, fps=fps, window_s=window)
-            s["video"] = str(f)
-            results.append(s)
-        if json_out:
-            print(json.dumps(results, indent=2))
-            return
-        t = Table(title="ToyWorld oracle")
-        for col in ("video", "frames", "all colours", "background", "fidelity", "fidelity last window", "brightness"):
-            t.add_column(col)
-        for s in results:
-            o = s["overall"]
-            t.add_row(Path(s["video"]).name, str(s["frames"]), f"{o['all_colours']:.3f}", f"{o['background_ok']:.3f}",
-                      f"{o['fidelity']:.3f}", f"{s['windows'][-1]['fidelity']:.3f}", f"{o['brightness']:.1f}")
-        console.print(t)
+        if window <= 0:
+            raise SfppError(f"--window must be positive, got {window}")
+        results = score_paths(videos, prompt=prompt, window_s=window)
+    if json_out:
+        print(json.dumps(results, indent=2))
+        return
+    t = Table(title="ToyWorld oracle")
+    t.add_column("video", overflow="fold")
+    for col in ("frames", "all colours", "background", "fidelity", "fidelity last window", "brightness"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for s in results:
+        o = s["overall"]
+        t.add_row(escape(s["name"]), str(s["frames"]), f"{o['all_colours']:.3f}", f"{o['background_ok']:.3f}",
+                  f"{o['fidelity']:.3f}", f"{s['windows'][-1]['fidelity']:.3f}", f"{o['brightness']:.1f}")
+    print_table(t)
 
 
 @app.command("compare")
@@ -204,5 +200,5 @@ def switch_cmd(
             table.add_row(str(seed), f"{r['switch_s']:.3f}", "yes" if r["identical_before_switch"] else "NO",
                           "never" if r["chunks_to_find"] is None else str(r["chunks_to_find"]),
                           f"{100 * r['found_after_switch']:.1f}%")
-        console.print(table)
+        print_table(table, stderr=True)
         (Path(out) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -43,7 +43,7 @@ def render_table(ev: Evaluation) -> Table:
     t.add_column("unit", style="dim", no_wrap=True)
     t.add_column("kind", style="dim", no_wrap=True)
     for rd in ev.runs:
-        t.add_column(rd["name"], justify="right")
+        t.add_column(rd["name"], justify="right", overflow="fold")
     for m in ev.metrics:
         spec = METRICS[m]
         cells = []

@@ -219,7 +219,11 @@ def evaluate_runs(
     judge=None,
     progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Evaluate folders of MP4s side by side.
+    """Evaluate runs of MP4s side by side.
+
+    A run is a folder written by 'sfpp generate' (NAME.mp4 + NAME.json), by 'sfpp rollout' (one
+    sub-folder per prompt with preview.mp4 + preview.json), a mix of both, or one .mp4 file;
+    see `sfpp.videos.find_videos` for how videos are found and named.
 
     Every metric is computed per window (`config.window_s`, or `text_window_s` for text alignment),
     averaged per video, then per run. Results are cached per (video hash, metric, version).
@@ -230,7 +234,7 @@ def evaluate_runs(
     say = progress or (lambda _msg: None)
     metrics = resolve_metrics(config.metrics)
     if not run_paths:
-        raise SfppError("give at least one RUN folder of MP4s")
+        raise SfppError("give at least one RUN folder of MP4s (from 'sfpp generate' or 'sfpp rollout')")
     prompts = load_prompts_file(Path(config.prompts_file)) if config.prompts_file else None
     names = unique_run_names([Path(p) for p in run_paths])
     runs: list[Run] = [discover_run(Path(p), prompts, name=n) for p, n in zip(run_paths, names)]
@@ -276,8 +280,10 @@ def evaluate_runs(
     for run in runs:
         video_dicts = []
         for entry in run.videos:
-            say(f"{run.name}/{entry.path.name}")
-            vd: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "prompt": entry.prompt, "metrics": {}, "error": None}
+            say(f"{run.name}/{entry.label}")
+            vd: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "file": entry.label,
+                                  "sidecar": str(entry.sidecar_path) if entry.sidecar_path else None,
+                                  "prompt": entry.prompt, "metrics": {}, "error": None}
             for key in ("seed", "model"):
                 if key in entry.sidecar:
                     vd[key] = entry.sidecar[key]
@@ -285,7 +291,7 @@ def evaluate_runs(
             try:
                 vhash = content_hash(entry.path)
             except OSError as e:
-                vd["error"] = f"cannot read {entry.path.name}: {e.strerror}"
+                vd["error"] = f"cannot read {entry.label}: {e.strerror}"
                 errors.append({"run": run.name, "video": entry.name, "metric": "", "error": vd["error"]})
                 continue
             vd["hash"] = vhash
@@ -295,7 +301,9 @@ def evaluate_runs(
                 if hit is not None:
                     vd["metrics"][m] = {**hit, "cached": True}
                 elif METRICS[m].needs_prompt and not entry.prompt:
-                    msg = f"{entry.path.name}: no prompt for {m}; add {entry.name}.json with a 'prompt' or pass --prompts FILE"
+                    side = entry.label[:-4] + ".json" if entry.label.lower().endswith(".mp4") else f"{entry.name}.json"
+                    msg = (f"{entry.label}: no prompt for {m}; add {side} with a 'prompt' or pass --prompts FILE "
+                           f"(name '{entry.name}')")
                     vd["metrics"][m] = {"value": None, "error": msg}
                     errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
                 elif METRICS[m].family == "judge":
@@ -305,7 +313,7 @@ def evaluate_runs(
             if not todo:
                 continue
             try:
-                frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"))
+                frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"), label=entry.label)
             except SfppError as e:
                 vd["error"] = str(e)
                 errors.append({"run": run.name, "video": entry.name, "metric": "", "error": str(e)})
@@ -322,9 +330,9 @@ def evaluate_runs(
                     else:
                         res = compute_offline(m, analysis, wins)
                 except SfppError as e:
-                    msg = f"{entry.path.name}: {m}: {e}"
+                    msg = f"{entry.label}: {m}: {e}"
                 except Exception as e:  # noqa: BLE001 - one failing metric must not lose the others
-                    msg = f"{entry.path.name}: {m} failed: {type(e).__name__}: {e}"
+                    msg = f"{entry.label}: {m} failed: {type(e).__name__}: {e}"
                 else:
                     res = _clean(res)
                     cache.put(vhash, m, version_of(m), res)
@@ -349,7 +357,7 @@ def evaluate_runs(
 def _run_judge(judge, tasks, cache: ResultCache, version: str, errors, concurrency: int, say) -> None:
     def one(task):
         vd, entry, run_name = task
-        say(f"judge {judge.model}: {run_name}/{entry.path.name}")
+        say(f"judge {judge.model}: {run_name}/{entry.label}")
         try:
             r = judge.rate(entry.path, entry.prompt)
         except SfppError as e:
@@ -361,7 +369,7 @@ def _run_judge(judge, tasks, cache: ResultCache, version: str, errors, concurren
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for (vd, entry, run_name), r, err in pool.map(one, tasks):
             if err is not None:
-                msg = f"{entry.path.name}: visual_stability: {err}"
+                msg = f"{entry.label}: visual_stability: {err}"
                 vd["metrics"]["visual_stability"] = {"value": None, "error": msg}
                 errors.append({"run": run_name, "video": entry.name, "metric": "visual_stability", "error": msg})
                 continue

@@ -14,21 +14,29 @@ from typing import Any
 import numpy as np
 
 from sfpp.errors import SfppError
+from sfpp.videos import find_videos, read_sidecar, sidecar_prompt, video_file_name
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoEntry:
     """One MP4 of a run, with what its sidecar (or the prompts file) says about it."""
 
-    name: str  # file stem, unique inside a run
+    name: str  # unique inside a run: the file stem, or the sub-folder for rollouts (see sfpp.videos)
     path: Path
     prompt: str | None = None
     sidecar: dict[str, Any] = field(default_factory=dict)
+    rel: str = ""  # path relative to the run folder, e.g. '0000-a-red-circle/preview.mp4'
+    sidecar_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name the file: its path inside the run (just 'NAME.mp4' for flat runs)."""
+        return self.rel or self.path.name
 
 
 @dataclass(frozen=True, kw_only=True)
 class Run:
-    """A folder of MP4s, compared against other runs side by side."""
+    """A folder of MP4s (or rollout sub-folders), compared against other runs side by side."""
 
     name: str
     path: Path
@@ -58,7 +66,11 @@ class Window:
 
 
 def load_prompts_file(path: Path) -> dict[str, str]:
-    """Read `{name: prompt}` JSON or `name<TAB>prompt` lines; names may carry `.mp4`."""
+    """Read `{name: prompt}` JSON or `name<TAB>prompt` lines; names may carry `.mp4`.
+
+    Names are video names as `discover_run` gives them ('NAME' for NAME.mp4, 'SUB' for a rollout's
+    SUB/preview.mp4) or relative paths ('SUB/preview', 'SUB/preview.mp4').
+    """
     if not path.is_file():
         raise SfppError(f"prompts file {path} does not exist; pass an existing file to --prompts")
     text = path.read_text(encoding="utf-8")
@@ -79,41 +91,49 @@ def load_prompts_file(path: Path) -> dict[str, str]:
                 raise SfppError(f"{path}:{lineno}: expected 'name<TAB>prompt'; separate the name and the prompt with a tab")
             name, prompt = line.split("\t", 1)
             prompts[name.strip()] = prompt.strip()
-    return {Path(k).stem if k.lower().endswith(".mp4") else k: v for k, v in prompts.items()}
+    out = {}
+    for k, v in prompts.items():
+        k = k.strip().replace("\\", "/").removeprefix("./")
+        out[k[:-4] if k.lower().endswith(".mp4") else k] = v
+    return out
 
 
 def discover_run(path: Path, prompts: dict[str, str] | None = None, *, name: str | None = None) -> Run:
-    """List the MP4s of a run folder (sorted), reading each `NAME.json` sidecar when present."""
+    """The videos of a run (see `sfpp.videos.find_videos`), reading each sidecar when present.
+
+    A run is a folder written by 'sfpp generate' (NAME.mp4 + NAME.json), one written by
+    'sfpp rollout' (SUB/preview.mp4 + preview.json per prompt; the video is named SUB), a mix,
+    or a single .mp4 file. A sidecar's prompt wins over `prompts`, which is looked up by the
+    video's name, then by its relative path without '.mp4' (e.g. '0000-a-red-circle/preview').
+    """
     path = Path(path)
-    if not path.is_dir():
-        raise SfppError(f"run folder {path} does not exist; pass folders of MP4s written by 'sfpp generate'")
-    mp4s = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".mp4")
-    if not mp4s:
-        raise SfppError(f"run folder {path} has no .mp4 files; pass folders of MP4s written by 'sfpp generate'")
     videos = []
-    for mp4 in mp4s:
-        sidecar: dict[str, Any] = {}
-        side = mp4.with_suffix(".json")
-        if side.is_file():
-            try:
-                loaded = json.loads(side.read_text(encoding="utf-8"))
-                sidecar = loaded if isinstance(loaded, dict) else {}
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                sidecar = {"_sidecar_error": f"{side.name} is not valid JSON"}
-        prompt = sidecar.get("prompt") if isinstance(sidecar.get("prompt"), str) else None
-        if prompts and mp4.stem in prompts:
-            prompt = prompts[mp4.stem] if prompt is None else prompt
-        videos.append(VideoEntry(name=mp4.stem, path=mp4, prompt=prompt, sidecar=sidecar))
-    return Run(name=name or path.resolve().name, path=path, videos=tuple(videos))
+    for found in find_videos(path):
+        sidecar = read_sidecar(found.sidecar)
+        prompt = sidecar_prompt(sidecar)
+        if prompt is None and prompts:
+            prompt = prompts.get(found.name, prompts.get(found.key))
+        videos.append(VideoEntry(name=found.name, path=found.path, prompt=prompt, sidecar=sidecar,
+                                 rel=found.rel, sidecar_path=found.sidecar))
+    return Run(name=name or run_name(path), path=path, videos=tuple(videos))
+
+
+def run_name(path: Path) -> str:
+    """A run's name: its folder's name, or for a single file the video's name."""
+    path = Path(path)
+    return video_file_name(path) if path.is_file() else path.resolve().name
 
 
 def unique_run_names(paths: list[Path]) -> list[str]:
-    """Folder names, disambiguated with their parent folder when two runs share a name."""
-    names = [Path(p).resolve().name for p in paths]
+    """Run names, disambiguated with their parent folder when two runs share a name."""
+    names = [run_name(Path(p)) for p in paths]
     out = []
     for p, n in zip(paths, names):
         if names.count(n) > 1:
-            n = f"{Path(p).resolve().parent.name}/{n}"
+            parent = Path(p).resolve().parent
+            if Path(p).is_file() and Path(p).stem.lower() == "preview":
+                parent = parent.parent  # the name already is the folder's
+            n = f"{parent.name}/{n}"
         out.append(n)
     if len(set(out)) != len(out):
         out = [f"{n}#{i}" for i, n in enumerate(out)]
@@ -129,14 +149,16 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_video(path: Path, *, fallback_fps: float | None = None) -> tuple[np.ndarray, float]:
+def read_video(path: Path, *, fallback_fps: float | None = None, label: str | None = None) -> tuple[np.ndarray, float]:
     """Decode every frame of an MP4 to `(F, H, W, 3)` uint8 RGB; returns the frames and fps.
 
-    Raises `SfppError` for a file ffmpeg cannot decode or that holds no frames.
+    Raises `SfppError` for a file ffmpeg cannot decode or that holds no frames; messages name
+    the file as `label` (default: its file name).
     """
     import imageio_ffmpeg
 
     path = Path(path)
+    label = label or path.name
     try:
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(gen)
@@ -145,13 +167,13 @@ def read_video(path: Path, *, fallback_fps: float | None = None) -> tuple[np.nda
     except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as e:
         msg = str(e).strip().splitlines()
         hint = msg[-1] if msg else type(e).__name__
-        raise SfppError(f"cannot decode {path.name}: {hint[:200]}; re-generate or remove the file") from None
+        raise SfppError(f"cannot decode {label}: {hint[:200]}; re-generate or remove the file") from None
     if not frames:
-        raise SfppError(f"cannot decode {path.name}: no video frames; re-generate or remove the file")
+        raise SfppError(f"cannot decode {label}: no video frames; re-generate or remove the file")
     fps = float(meta.get("fps") or 0.0)
     if not np.isfinite(fps) or fps <= 0:
         if not fallback_fps:
-            raise SfppError(f"{path.name} has no frame rate; add 'fps' to its JSON sidecar")
+            raise SfppError(f"{label} has no frame rate; add 'fps' to its JSON sidecar")
         fps = float(fallback_fps)
     return np.stack(frames), fps
 

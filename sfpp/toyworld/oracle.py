@@ -118,3 +118,65 @@ def score_video(frames: np.ndarray, prompt: str | SceneSpec, *, fps: float = 16.
         windows.append({"start_s": s / fps, **{k: float(np.mean([p[k] for p in chunk])) for k in keys}})
     overall = {k: float(np.mean([p[k] for p in per])) for k in keys}
     return {"prompt": scene.prompt, "frames": len(per), "overall": overall, "windows": windows}
+
+
+def score_paths(paths, *, prompt: str | None = None, window_s: float = 2.0) -> list[dict]:
+    """Oracle scores of every video under `paths` (MP4 files, or folders from 'sfpp generate' / 'sfpp rollout').
+
+    Videos are found with `sfpp.videos.find_videos` (a folder's own MP4s plus its direct
+    sub-folders'); each result carries ``name`` (unique over all `paths`: the video's name,
+    prefixed with its folder's name where two paths give the same name), ``video`` (the path)
+    and ``prompt``. A sidecar's prompt wins; `prompt` is for videos without one.
+    Raises `SfppError` (one line) for a missing path, a video without a (ToyWorld) prompt, or
+    one that cannot be decoded.
+    """
+    from pathlib import Path
+
+    from sfpp.errors import SfppError
+    from sfpp.videos import find_videos, read_sidecar, sidecar_prompt
+
+    if not paths:
+        raise SfppError("give at least one MP4 file or folder of MP4s")
+    found = [(Path(p), v) for p in paths for v in find_videos(p)]
+    names = [v.name for _, v in found]
+    labels = [f"{root.resolve().name}/{v.name}" if names.count(v.name) > 1 and root.is_dir() else v.name
+              for root, v in found]
+    if len(set(labels)) != len(labels):
+        labels = [str(v.path) for _, v in found]
+    results = []
+    for (root, v), label in zip(found, labels):
+        side = read_sidecar(v.sidecar)
+        text = sidecar_prompt(side) or prompt
+        if text is None:
+            why = side.get("_sidecar_error") or (f"{v.sidecar.name} has no 'prompt'" if v.sidecar else "it has no sidecar")
+            raise SfppError(f"{v.path} has no prompt ({why}); pass --prompt")
+        scene = parse_prompt(text)
+        if not scene.objects:
+            raise SfppError(f"{v.path}: prompt {text!r} names no ToyWorld object (a colour and circle, square or "
+                            "triangle); the oracle scores ToyWorld prompts, e.g. 'a red circle on a black background'")
+        frames, fps = _read(v.path, side.get("fps"))
+        if frames.shape[1] < NATIVE or frames.shape[2] < NATIVE:
+            raise SfppError(f"{v.path} is {frames.shape[2]}x{frames.shape[1]}; the oracle needs frames of at least "
+                            f"{NATIVE}x{NATIVE} (ToyWorld videos)")
+        s = score_video(frames, scene, fps=fps, window_s=window_s)
+        results.append({"name": label, "video": str(v.path), **s})
+    return results
+
+
+def _read(path, fallback_fps) -> tuple[np.ndarray, float]:
+    from sfpp.errors import SfppError
+    from sfpp.video import read_mp4
+
+    try:
+        frames, fps = read_mp4(path)
+    except (RuntimeError, OSError, StopIteration, KeyError, ValueError) as e:
+        lines = str(e).strip().splitlines()
+        raise SfppError(f"cannot decode {path}: {(lines[-1] if lines else type(e).__name__)[:200]}; "
+                        "re-generate or remove the file") from None
+    if len(frames) == 0:
+        raise SfppError(f"cannot decode {path}: no video frames; re-generate or remove the file")
+    if not np.isfinite(fps) or fps <= 0:
+        if not fallback_fps:
+            raise SfppError(f"{path} has no frame rate; add 'fps' to its JSON sidecar")
+        fps = float(fallback_fps)
+    return frames, float(fps)
