@@ -3,15 +3,38 @@
 Python API (the CLI is a thin layer over it)::
 
     import sfpp
-    result = sfpp.generate("a red kite over a beach", seconds=10, out="kite.mp4")
-    folders = sfpp.rollout_batch(["a red kite"], "runs/kite", seconds=60)
+    result = sfpp.generate("a red circle and a blue square bouncing on a black background", seconds=10,
+                           out="shapes.mp4")
+    folders = sfpp.rollout_batch(["a red circle on a black background"], "runs/circle", seconds=60)
+
+The names below are imported on first use, so ``import sfpp`` (and ``sfpp --help``) stays fast.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from sfpp.errors import SfppError  # noqa: E402
-from sfpp.spec import VideoSpec  # noqa: E402
-from sfpp.generation import generate  # noqa: E402
-from sfpp.batch import rollout_batch  # noqa: E402
+from sfpp._version import __version__
 
-__all__ = ["generate", "rollout_batch", "VideoSpec", "SfppError", "__version__"]
+_LAZY = {
+    "generate": "sfpp.generation",
+    "rollout_batch": "sfpp.batch",
+    "VideoSpec": "sfpp.spec",
+    "RolloutConfig": "sfpp.rollout_config",
+    "SfppError": "sfpp.errors",
+    "SfppWarning": "sfpp.errors",
+}
+
+__all__ = ["generate", "rollout_batch", "VideoSpec", "RolloutConfig", "SfppError", "SfppWarning", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sfpp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

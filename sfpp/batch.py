@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 
 from sfpp.errors import SfppError
-from sfpp.generation import _generate_into, _sidecar, sidecar_path, write_json_atomic
+from sfpp.generation import _generate_into, _sidecar, sidecar_path, torch_threads, write_json_atomic
 from sfpp.rollout import ChunkResult
-from sfpp.spec import VideoSpec, load_model, resolve_spec
+from sfpp.spec import VideoSpec, emit_warnings, load_model, resolve_spec
 
 LATENT_KEY = "latents"
 
@@ -96,6 +96,7 @@ def rollout_batch(
         prompts = read_prompts(prompts)
     spec = replace(spec or VideoSpec(), **overrides)
     rs = resolve_spec(spec)
+    emit_warnings(rs)
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise SfppError(f"--out {out} is a file; give a folder for the rollouts")
@@ -103,6 +104,11 @@ def rollout_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SfppError(f"cannot create {out} ({e.strerror}); choose another --out") from None
+    with torch_threads(rs.threads):
+        return _rollout_all(prompts, out, rs, progress)
+
+
+def _rollout_all(prompts: list[str], out: Path, rs, progress) -> list[Path]:
     lm = None
     folders = []
     for i, prompt in enumerate(prompts):

@@ -40,20 +40,20 @@ import torch
 
 from sfpp.causal import CausalWan, TextContext, block_forward, context_shapes
 from sfpp.errors import SfppError
+from sfpp.fastpath import apply_fast_paths, compiled_graphs, warm_up
 from sfpp.kv_cache import CacheConfig, context_lengths
 from sfpp.noise import SeededNoise
-from sfpp.presets import build_random_components, full_size_transformer_config, get_preset
+from sfpp.presets import build_random_components
 from sfpp.rollout import chunk_sizes, rollout
-from sfpp.schedule import add_noise, few_step_timesteps, nominal_steps, x0_from_flow
-from sfpp.spec import DTYPES, VAE_SPATIAL, ResolvedSpec
-from sfpp.vae_stream import StreamingDecoder, latents_for_pixel_frames, pixel_frames_for_latents
+from sfpp.schedule import add_noise, x0_from_flow
+from sfpp.spec import ResolvedSpec, VideoSpec, resolve_spec, torch_dtype
 
 LogFn = Callable[[str], None]
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
-    """One benchmark run. ``None`` means the preset's default."""
+    """One benchmark run. ``None`` means the preset's default (the same defaults `sfpp generate` uses)."""
 
     model: str = "debug"
     seconds: float = 60.0
@@ -63,10 +63,11 @@ class BenchConfig:
     window: int | None = None
     device: str | None = None
     dtype: str | None = None
+    threads: int | None = None
     compile: bool = False
     compile_backend: str = "inductor"
     compile_mode: str | None = None
-    fused_qkv: bool = True
+    fused_qkv: bool | None = None  # None: the device's default, as in `sfpp generate`
     overlap: bool | None = None  # decode on a worker thread (default: on CUDA)
     fp8: bool = False
     seed: int = 0
@@ -74,111 +75,51 @@ class BenchConfig:
 
 # ---------------------------------------------------------------------- set-up
 def resolve_bench(cfg: BenchConfig) -> ResolvedSpec:
-    """Every number of the benchmarked generation, like `resolve_spec` but needing no weights folder."""
-    preset = get_preset(cfg.model)
-    fps = preset.fps
-    if not (cfg.seconds > 0) or math.isinf(cfg.seconds):
+    """Every number of the benchmarked generation: `sfpp.spec.resolve_spec` without a weights folder."""
+    if not isinstance(cfg.seconds, (int, float)) or not (cfg.seconds > 0) or math.isinf(cfg.seconds):
         raise SfppError(f"--seconds must be a positive number, got {cfg.seconds}")
-    num_frames = max(1, round(cfg.seconds * fps))
-    height = cfg.height if cfg.height is not None else preset.height
-    width = cfg.width if cfg.width is not None else preset.width
-    mult = VAE_SPATIAL * 2
-    for name, v in (("--height", height), ("--width", width)):
-        if v <= 0 or v % mult:
-            raise SfppError(f"{name} must be a positive multiple of {mult} (VAE x8, patch x2), got {v}")
-    steps = cfg.steps if cfg.steps is not None else len(preset.timesteps)
-    if steps <= 0:
-        raise SfppError(f"--steps must be positive, got {steps}")
-    nominal = tuple(preset.timesteps) if steps == len(preset.timesteps) else tuple(nominal_steps(steps))
-    timesteps = tuple(float(t) for t in few_step_timesteps(nominal, preset.shift).tolist())
-    cache = CacheConfig(window=cfg.window if cfg.window is not None else preset.window)
-    chunk = preset.chunk_frames
-    if chunk > cache.window:
-        raise SfppError(f"--window {cache.window} leaves no room for a chunk of {chunk} frames")
-    latent_frames = math.ceil(latents_for_pixel_frames(num_frames) / chunk) * chunk
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    dtype = cfg.dtype or ("bfloat16" if device.startswith("cuda") and preset.source != "build" else "float32")
-    if dtype not in DTYPES:
-        raise SfppError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    rope_max = int(full_size_transformer_config(preset.name).get("rope_max_seq_len", 1024))
-    if latent_frames > rope_max:
-        raise SfppError(f"{cfg.seconds:g} s needs {latent_frames} latent frames but RoPE has {rope_max} positions; "
-                        "shorten --seconds")
-    if cfg.fp8:
-        check_fp8(torch.device(device))
-    return ResolvedSpec(model=preset.name, seed=cfg.seed, fps=fps, num_frames=num_frames, latent_frames=latent_frames,
-                        height=height, width=width, latent_height=height // VAE_SPATIAL,
-                        latent_width=width // VAE_SPATIAL, chunk_frames=chunk, timesteps=timesteps,
-                        nominal_timesteps=tuple(float(t) for t in nominal), shift=preset.shift, cache=cache,
-                        device=device, dtype=dtype, text_len=preset.text_len, weights=None, checkpoint=None)
+    spec = VideoSpec(model=cfg.model, seconds=cfg.seconds, height=cfg.height, width=cfg.width, steps=cfg.steps,
+                     window=cfg.window, device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, seed=cfg.seed,
+                     compile=cfg.compile, compile_backend=cfg.compile_backend, fused_qkv=cfg.fused_qkv, fp8=cfg.fp8,
+                     overlap=cfg.overlap)
+    rs = resolve_spec(spec, need_weights=False)
+    if cfg.compile_mode is not None:
+        from dataclasses import replace
+
+        rs = replace(rs, fast=replace(rs.fast, compile_mode=cfg.compile_mode))
+    return rs
 
 
 @dataclass
 class BenchModel:
-    """A built benchmark model: the student, the VAE and a random prompt context."""
+    """A built benchmark model: the student, its codec and a random prompt context."""
 
     rs: ResolvedSpec
     student: CausalWan
-    vae: Any
+    codec: Any  # pixels <-> latents (`sfpp.codec`): Wan's VAE, or the toy model's pixel codec
     text: TextContext
     build_s: float
     source: str
-
-
-def check_fp8(device: torch.device) -> None:
-    """Fail early, naming the fix, unless FP8 linears can run: torchao importable and an SM 8.9+ GPU."""
-    try:
-        import torchao.quantization  # noqa: F401
-    except ImportError:
-        raise SfppError("--fp8 needs torchao: pip install torchao (a release built for your torch version)") from None
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
-        raise SfppError("--fp8 needs an NVIDIA GPU with compute capability 8.9 or newer (Ada, Hopper); drop --fp8")
-
-
-def apply_fp8(student: CausalWan) -> int:
-    """Swap the blocks' linear layers for torchao FP8 (dynamic activation and weight scales).
-
-    Only `nn.Linear` layers inside the transformer blocks are converted (the fp32 islands,
-    embeddings and the output head stay as they are). Returns how many were converted.
-    """
-    check_fp8(next(student.parameters()).device)
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
-
-    picked: list[str] = []
-
-    def is_fp8_linear(module: torch.nn.Module, fqn: str) -> bool:
-        ok = (isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0
-              and module.out_features % 16 == 0)
-        if ok:
-            picked.append(fqn)
-        return ok
-
-    quantize_(student.transformer.blocks, Float8DynamicActivationFloat8WeightConfig(), filter_fn=is_fp8_linear)
-    return len(picked)
+    params: int
+    applied: dict[str, Any]
 
 
 def build(cfg: BenchConfig, rs: ResolvedSpec | None = None) -> BenchModel:
-    """Build the random full-size model on the device and apply the fast-path options."""
+    """Build the random full-size model on the device and apply the fast paths as `sfpp generate` does."""
     rs = rs or resolve_bench(cfg)
     device = torch.device(rs.device)
     t0 = time.perf_counter()
-    comps = build_random_components(rs.model, device=device, dtype=DTYPES[rs.dtype], seed=cfg.seed)
+    comps = build_random_components(rs.model, device=device, dtype=torch_dtype(rs.dtype), seed=cfg.seed)
     student = CausalWan(comps.transformer).eval()
-    if cfg.fused_qkv:
-        student.fuse_qkv()
-    if cfg.fp8:
-        apply_fp8(student)
-    if cfg.compile:
-        student.compile_blocks(backend=cfg.compile_backend, mode=cfg.compile_mode)
+    params = sum(p.numel() for p in student.parameters())
+    applied = apply_fast_paths(student, rs.fast)
     tcfg = comps.transformer.config
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    emb = torch.randn(1, rs.text_len, tcfg.text_dim, generator=g).to(device, DTYPES[rs.dtype])
+    emb = torch.randn(1, rs.text_len, tcfg.text_dim, generator=g).to(device, torch_dtype(rs.dtype))
     with torch.inference_mode():
         text = student.encode_text(emb)
     _sync(device)
-    return BenchModel(rs, student, comps.vae, text, time.perf_counter() - t0, comps.source)
+    return BenchModel(rs, student, comps.codec, text, time.perf_counter() - t0, comps.source, params, applied)
 
 
 # ---------------------------------------------------------------------- measuring helpers
@@ -204,15 +145,6 @@ def _peak_rss_mb() -> float:
 
 def _device_mb(device: torch.device) -> float | None:
     return torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mb()
-
-
-def _graphs() -> int:
-    """Graphs compiled by torch.compile in this process so far."""
-    try:
-        from torch._dynamo.utils import counters
-    except ImportError:  # pragma: no cover
-        return 0
-    return int(counters["stats"]["unique_graphs"])
 
 
 def _cpu_name() -> str:
@@ -247,9 +179,13 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
     return info
 
 
-def pixel_frames_per_chunk(sizes: Sequence[int], num_frames: int) -> list[int]:
-    """Pixel frames each latent chunk contributes to a video of `num_frames` frames."""
-    cum = [min(num_frames, pixel_frames_for_latents(c)) for c in itertools.accumulate(sizes)]
+def pixel_frames_per_chunk(sizes: Sequence[int], num_frames: int, codec=None) -> list[int]:
+    """Pixel frames each latent chunk contributes to a video of `num_frames` frames (default codec: Wan's VAE)."""
+    if codec is None:
+        from sfpp.codec import WanVaeCodec
+
+        codec = WanVaeCodec()
+    cum = [min(num_frames, codec.pixel_frames(c)) for c in itertools.accumulate(sizes)]
     return [b - a for a, b in zip([0] + cum[:-1], cum)]
 
 
@@ -289,11 +225,17 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
 
     Returns a JSON-serialisable report (see the module docstring for the definitions).
     """
-    from sfpp.generation import DecodeWriter, default_overlap
+    from sfpp.generation import DecodeWriter, torch_threads
     from sfpp.video import Mp4Writer
 
-    log = log or (lambda msg: None)
     rs = model.rs if model is not None else resolve_bench(cfg)
+    with torch_threads(rs.threads):
+        return _run_bench(cfg, rs, out=out, log=log, model=model, DecodeWriter=DecodeWriter, Mp4Writer=Mp4Writer)
+
+
+def _run_bench(cfg: BenchConfig, rs: ResolvedSpec, *, out, log, model, DecodeWriter, Mp4Writer) -> dict[str, Any]:
+
+    log = log or (lambda msg: None)
     device = torch.device(rs.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # random weights can drift into denormals, which are slow on x86
@@ -301,10 +243,10 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
         log(f"building {rs.model} (random init) on {device}")
     bm = model or build(cfg, rs)
     student, sizes = bm.student, chunk_sizes(rs.latent_frames, rs.chunk_frames)
-    frames = pixel_frames_per_chunk(sizes, rs.num_frames)
+    frames = pixel_frames_per_chunk(sizes, rs.num_frames, bm.codec)
     steady = steady_chunks(rs.cache, sizes)
     shapes = context_shapes(rs.cache, sizes)
-    overlap = default_overlap(device) if cfg.overlap is None else cfg.overlap
+    overlap = bool(rs.fast.overlap)
 
     def noise() -> SeededNoise:
         return SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
@@ -313,21 +255,13 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
     def new_cache():
         return student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
 
-    # Warm-up: every distinct context shape once (window filled + one chunk), plus the VAE.
-    ctx = context_lengths(rs.cache, sizes)
-    n_warm = min(len(sizes), ctx.index(max(ctx)) + 2)
-    log(f"warm-up: {n_warm} chunks{' (compiling)' if student.compiled else ''}")
-    graphs0 = _graphs()
-    _sync(device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        sink = DecodeWriter(StreamingDecoder(bm.vae), _NullWriter(), num_frames=rs.num_frames)
-        rollout(student, bm.text, noise(), new_cache(), num_frames=sum(sizes[:n_warm]), chunk_frames=rs.chunk_frames,
-                timesteps=rs.timesteps, on_chunk=lambda c: sink.submit(c.x0), keep=False)
-        sink.close()
-    _sync(device)
-    warm_s = time.perf_counter() - t0
-    graphs_warm = _graphs() - graphs0
+    # Warm-up: every distinct context shape once (window filled + one chunk), plus the decoder; the same
+    # warm-up `sfpp generate --compile` runs (`sfpp.fastpath.warm_up`).
+    log(f"warm-up{' (compiling)' if student.compiled else ''}")
+    graphs0 = compiled_graphs()
+    warm = warm_up(student, bm.text, rs.rollout, rs.cache, latent_hw=(rs.latent_height, rs.latent_width),
+                   total_frames=rs.latent_frames, decoder=bm.codec.stream(), device=device)
+    warm_s, n_warm, graphs_warm = warm["seconds"], warm["chunks"], warm["graphs_compiled"]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -345,7 +279,7 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
     t0 = time.perf_counter()
     with torch.inference_mode():
         rollout(student, bm.text, noise(), new_cache(), num_frames=rs.latent_frames, chunk_frames=rs.chunk_frames,
-                timesteps=rs.timesteps, on_chunk=on_dit_chunk, keep=False)
+                timesteps=rs.timesteps, context_noise=rs.context_noise, on_chunk=on_dit_chunk, keep=False)
     dit_s = stamps[-1] - t0
     chunk_s = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
 
@@ -354,14 +288,14 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(out) if out is not None else Path(tmp) / "bench.mp4"
         writer = Mp4Writer(path, fps=rs.fps, width=rs.width, height=rs.height)
-        sink = DecodeWriter(StreamingDecoder(bm.vae), writer, num_frames=rs.num_frames, overlap=overlap)
+        sink = DecodeWriter(bm.codec.stream(), writer, num_frames=rs.num_frames, overlap=overlap)
         try:
             _sync(device)
             t0 = time.perf_counter()
             with torch.inference_mode():
                 rollout(student, bm.text, noise(), new_cache(), num_frames=rs.latent_frames,
-                        chunk_frames=rs.chunk_frames, timesteps=rs.timesteps, on_chunk=lambda c: sink.submit(c.x0),
-                        keep=False)
+                        chunk_frames=rs.chunk_frames, timesteps=rs.timesteps, context_noise=rs.context_noise,
+                        on_chunk=lambda c: sink.submit(c.x0), keep=False)
             sink.close()
             writer.close()
         except BaseException:
@@ -370,7 +304,7 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
             raise
         _sync(device)
         e2e_s = time.perf_counter() - t0
-    graphs_timed = _graphs() - graphs0 - graphs_warm
+    graphs_timed = compiled_graphs() - graphs0 - graphs_warm
 
     def fps_of(idx: Sequence[int], secs: float) -> float | None:
         n = sum(frames[i] for i in idx)
@@ -388,8 +322,13 @@ def run_bench(cfg: BenchConfig, *, out: str | os.PathLike | None = None, log: Lo
             "seconds": rs.seconds, "frames": rs.num_frames, "latent_frames": rs.latent_frames,
             "chunk_frames": rs.chunk_frames, "chunks": len(sizes), "steps": len(rs.timesteps),
             "window": rs.cache.window, "dtype": rs.dtype, "compile": student.compiled,
-            "compile_backend": cfg.compile_backend if cfg.compile else None, "fused_qkv": cfg.fused_qkv,
-            "fp8": cfg.fp8, "decode_overlap": overlap, "cpu_flush_denormal": device.type == "cpu", "vae_dtype": str(next(bm.vae.parameters()).dtype),
+            "compile_backend": rs.fast.compile_backend if rs.fast.compile else None,
+            "fused_qkv": bm.applied["fused_qkv"], "fp8": rs.fast.fp8, "fp8_linears": bm.applied["fp8_linears"],
+            "decode_overlap": overlap, "cpu_flush_denormal": device.type == "cpu",
+            "params": bm.params, "rope": rs.rope, "torch_threads": torch.get_num_threads(),
+            "codec": type(bm.codec).__name__,
+            "vae_dtype": str(next(bm.codec.vae.parameters()).dtype) if getattr(bm.codec, "vae", None) is not None
+            else None,
             "text_encoder": "not timed: random prompt embeddings (1, %d, %d) stand in for UMT5"
                             % (rs.text_len, bm.student.transformer.config.text_dim),
             "steady_chunks": len(steady), "context_shapes": [list(s) for s in shapes],
@@ -508,8 +447,8 @@ def compare_recompute(bm: BenchModel, *, multiple: int = 8, contexts: Sequence[s
     def new_cache():
         return student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
 
-    saved = student._block_impl
-    student._block_impl = block_forward
+    saved = student.block_runner
+    student.block_runner = block_forward
     runs: dict[str, Any] = {}
     try:
         with torch.inference_mode():
@@ -552,11 +491,11 @@ def compare_recompute(bm: BenchModel, *, multiple: int = 8, contexts: Sequence[s
                              "max_abs_diff": (outs["cached"].float() - outs[ctx].float()).abs().max().item(),
                              "forwards_per_chunk": len(rs.timesteps), "frames_per_forward_max": frames_max}
     finally:
-        student._block_impl = saved
+        student.block_runner = saved
     return {
         "latent_frames": latent,
         "window_multiple": multiple,
-        "frames": pixel_frames_for_latents(latent),
+        "frames": bm.codec.pixel_frames(latent),
         "height": rs.height,
         "width": rs.width,
         "repeats": max(1, repeats),

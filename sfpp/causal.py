@@ -80,7 +80,15 @@ class CausalWan(nn.Module):
         self.num_layers = cfg.num_layers
         self.in_channels = cfg.in_channels
         self.gradient_checkpointing = False
-        self._block_impl = block_forward  # replaced by a compiled version in `compile_blocks`
+        # How each transformer block runs: ``runner(block, h, tproj, text_k, text_v, cos, sin, f, hw, k_ctx, v_ctx,
+        # ctx_cos, ctx_sin, mask, store_rotated) -> (h, k, v)`` (the signature of `block_forward`). Set from
+        # outside: `compile_blocks` installs a compiled `block_forward`, `sfpp.parallel.shard_causal` a runner
+        # that goes through FSDP's hooks.
+        self.block_runner = block_forward
+        # Project the prompt's cross-attention K/V inside each block call instead of once per prompt (set by
+        # `sfpp.parallel.shard_causal`: a sharded block's weights exist only during its own call).
+        self.text_kv_in_blocks = False
+        self._compiled = False
         self._rope_memo: dict = {}  # (positions, pph, ppw) -> (cos, sin); the passes of a chunk share it
 
     # ------------------------------------------------------------------ fast paths
@@ -117,12 +125,13 @@ class CausalWan(nn.Module):
         cfg = torch._dynamo.config
         name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
         setattr(cfg, name, max(getattr(cfg, name), max_shapes))
-        self._block_impl = torch.compile(block_forward, dynamic=False, fullgraph=True, backend=backend, mode=mode)
+        self.block_runner = torch.compile(block_forward, dynamic=False, fullgraph=True, backend=backend, mode=mode)
+        self._compiled = True
         return self
 
     @property
     def compiled(self) -> bool:
-        return self._block_impl is not block_forward
+        return self._compiled
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -198,7 +207,7 @@ class CausalWan(nn.Module):
         encoder_hidden_states = encoder_hidden_states.to(self.dtype)
         ctx = tr.condition_embedder.text_embedder(encoder_hidden_states)  # (B, L_txt, D)
         n = len(tr.blocks)
-        if getattr(self, "sharded", False):  # a block's weights exist only inside its call
+        if self.text_kv_in_blocks:  # a block's weights exist only inside its call
             return TextContext([ctx] * n, [None] * n, encoder_hidden_states.dtype, lazy=True)
         ks, vs = zip(*(cross_kv(block.attn2, ctx) for block in tr.blocks))
         return TextContext(list(ks), list(vs), encoder_hidden_states.dtype)
@@ -309,21 +318,17 @@ class CausalWan(nn.Module):
     def _block(self, i, block, h, tproj, text: TextContext, cos, sin, attn, f: int, hw: int,
                checkpoint: bool = False) -> torch.Tensor:
         k_ctx, v_ctx = attn.context(i)  # read before the block: the chunk's own slots are not in it
+        if checkpoint and k_ctx is not None:
+            # Gradient checkpointing recomputes the block during backward, when the cache has moved
+            # on (later chunks evict and overwrite slots): give it a private copy of the context.
+            k_ctx, v_ctx = k_ctx.clone(), v_ctx.clone()
         ctx_cos, ctx_sin = attn.ctx_rope
         args = (block, h, tproj, text.k[i], text.v[i], cos, sin, f, hw,
                 k_ctx, v_ctx, ctx_cos, ctx_sin, attn.mask, attn.store_rotated)
-        impl = self._block_impl
-        if getattr(self, "sharded", False):  # FSDP: through the block's registered forward method
-            impl, args = block.sfpp_block, args[1:]
         if checkpoint:
-            # Gradient checkpointing recomputes the block during backward, when the cache has moved
-            # on (later chunks evict and overwrite slots): give it a private copy of the context.
-            if k_ctx is not None:
-                j = 9 if impl is self._block_impl else 8  # position of k_ctx in args
-                args = args[:j] + (k_ctx.clone(), v_ctx.clone()) + args[j + 2 :]
-            h, k_store, v = torch.utils.checkpoint.checkpoint(impl, *args, use_reentrant=False)
+            h, k_store, v = torch.utils.checkpoint.checkpoint(self.block_runner, *args, use_reentrant=False)
         else:
-            h, k_store, v = impl(*args)
+            h, k_store, v = self.block_runner(*args)
         attn.store(i, k_store, v)
         return h
 

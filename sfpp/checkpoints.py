@@ -9,28 +9,18 @@ etc.), original-Wan-layout or prefixed safetensors, plain diffusers state dicts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sfpp.errors import SfppError
+from sfpp.home import file_sha256  # noqa: F401 - part of this module's API
 
 FORMAT = "sfpp-student-v1"
 
 
-def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_student(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+def save_student(path: str | os.PathLike, state_dict: dict[str, "torch.Tensor"], config: dict[str, Any]) -> Path:
     """Write a student checkpoint atomically (temp file, fsync, rename)."""
     from safetensors.torch import save_file
 
@@ -52,7 +42,36 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return split_entry(path)[0]
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config embedded in an sfpp student, read from the safetensors header only ({} for other files).
+
+    Foreign checkpoints (Self-Forcing / CausVid / LongLive pickles, plain state dicts) carry no
+    rollout settings, so nothing is read from them here.
+    """
+    from sfpp.convert import PICKLE_SUFFIXES, split_entry
+
+    file, entry = split_entry(path)
+    if entry is not None or file.suffix.lower() in PICKLE_SUFFIXES or not file.is_file():
+        return {}
+    try:
+        with open(file, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= 100_000_000:
+                return {}
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return {}
+    meta = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    if not isinstance(meta, dict) or meta.get("sfpp_format") != FORMAT or "sfpp_config" not in meta:
+        return {}
+    try:
+        cfg = json.loads(meta["sfpp_config"])
+    except ValueError:
+        raise SfppError(f"checkpoint {file} has a damaged embedded config; re-export it or pass the rollout settings as flags") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """Read a student checkpoint -> (diffusers-layout state dict, embedded config or {}).
 
     sfpp students are read as they are; any other file (``FILE`` or ``FILE#ENTRY``) is converted
@@ -79,7 +98,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return ck.state, (ck.config or ck.describe())
 
 
-def check_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, source: str) -> None:
+def check_fits(own: dict[str, "torch.Tensor"], state: dict[str, "torch.Tensor"], *, source: str) -> None:
     """Raise one clear error when `state` has other keys or shapes than `own` (a module's state dict)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -102,8 +121,10 @@ def check_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, 
         )
 
 
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+def load_into(module, state: dict[str, "torch.Tensor"], *, source: str) -> None:
     """Load a state dict strictly, turning any key or shape mismatch into one clear error."""
+    import torch
+
     own = module.state_dict()
     check_fits(own, state, source=source)
     with torch.no_grad():

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 
 @dataclass(frozen=True, kw_only=True)
 class PixelCodecConfig:
@@ -72,6 +69,8 @@ class PixelCodec:
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> output pixels (upscaled), ``(B, 3, F, H, W)`` in [-1, 1]."""
+        import torch.nn.functional as F
+
         x = self.decode_native(z)
         u = self.config.upscale
         if u == 1:
@@ -97,9 +96,11 @@ class PixelStream:
     def reset(self) -> None:
         self.frames_out = 0
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.codec.decode(z)
+        import torch
+
+        with torch.no_grad():
+            out = self.codec.decode(z)
         self.frames_out += out.shape[2]
         return out
 

@@ -22,11 +22,12 @@ from typing import Callable
 
 import torch
 
+from sfpp._version import __version__
 from sfpp.errors import SfppError
-from sfpp.presets import get_preset
 from sfpp.noise import SeededNoise
+from sfpp.presets import get_preset
 from sfpp.rollout import ChunkResult, rollout
-from sfpp.spec import LoadedModel, ResolvedSpec, VideoSpec, check_output_path, load_model, resolve_spec
+from sfpp.spec import LoadedModel, ResolvedSpec, VideoSpec, check_output_path, emit_warnings, load_model, resolve_spec
 from sfpp.text import encode_prompts
 from sfpp.vae_stream import StreamingDecoder, to_uint8_frames
 from sfpp.video import Mp4Writer
@@ -95,16 +96,46 @@ def generate(
     slug_text = entries[0].text
     spec = replace(spec or VideoSpec(), **overrides)
     rs = resolve_spec(spec)
+    if loaded is None:  # a caller that passes a loaded model has resolved (and shown) these already
+        emit_warnings(rs)
     out_path = check_output_path(Path(out) if out else default_out_path(slug_text, rs.seed), suffix=".mp4")
-    t0 = time.perf_counter()
-    lm = loaded or load_model(rs)
-    t_load = time.perf_counter() - t0
-    timings = _generate_into(prompt, rs, lm, out_path, progress)
-    timings["load_s"] = t_load
-    total = time.perf_counter() - t0
-    side = sidecar_path(out_path)
-    write_json_atomic(side, _sidecar(prompt, rs, lm, timings, total))
+    with torch_threads(rs.threads):
+        t0 = time.perf_counter()
+        lm = loaded or load_model(rs)
+        t_load = time.perf_counter() - t0
+        timings = _generate_into(prompt, rs, lm, out_path, progress)
+        timings["load_s"] = t_load
+        total = time.perf_counter() - t0
+        side = sidecar_path(out_path)
+        write_json_atomic(side, _sidecar(prompt, rs, lm, timings, total))
     return GenerateResult(out_path, side, rs.num_frames, rs.fps, total, rs.num_frames / max(timings["generate_s"], 1e-9))
+
+
+class torch_threads:
+    """Run a block with `n` torch CPU threads (None: leave the setting alone); restores the old value."""
+
+    def __init__(self, n: int | None):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(int(self.n))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            torch.set_num_threads(self.old)
+
+
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (imports included), or None where it cannot be read."""
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - optional information
+        return None
 
 
 class DecodeWriter:
@@ -231,11 +262,6 @@ class DecodeWriter:
             self.progress(self.writer.frames, self.num_frames)
 
 
-def default_overlap(device: torch.device | str) -> bool:
-    """Overlap decoding with denoising on GPUs; on CPUs both compete for the same cores."""
-    return torch.device(device).type == "cuda"
-
-
 def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
     """A `TextContext` for a plain prompt, or a per-chunk schedule for a prompt schedule."""
     from sfpp.prompts import chunk_prompt_index, parse_schedule
@@ -248,7 +274,7 @@ def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
         contexts = [student.encode_text(emb[i : i + 1].to(student.dtype)) for i in range(len(entries))]
     if len(entries) == 1:
         return contexts[0]
-    codec = get_preset(rs.model).codec
+    codec = get_preset(rs.model).codec  # frame arithmetic
     blend = max(0, int(rs.blend_chunks))
     blended: dict[tuple[int, int], object] = {}
 
@@ -274,21 +300,29 @@ def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
 
 
 def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Path, progress: ProgressFn | None,
-                   hook: Callable[[ChunkResult], None] | None = None, *, overlap: bool | None = None) -> dict:
+                   hook: Callable[[ChunkResult], None] | None = None) -> dict:
     """Run the rollout, decoding and writing each chunk; `hook` sees every finished chunk too.
 
-    ``overlap``: decode/write on a worker thread while the next chunk is denoised
-    (default: on CUDA only, see `default_overlap`).
+    Decoding/writing overlaps the next chunk's denoising when ``rs.fast.overlap`` (GPUs by default).
+    With ``rs.fast.compile`` every (context, chunk) shape is compiled first, on throw-away noise,
+    and that warm-up is reported on its own (``compile_warmup``), outside the video's timings.
     """
     device = torch.device(rs.device)
     student = lm.student
     text = _text_schedule(prompt, rs, lm, device)
-    cache = student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
+    warm = None
+    if student.compiled and not getattr(student, "_sfpp_warm", False):
+        from sfpp.fastpath import warm_up
+
+        first = text(0, 0) if callable(text) else text  # a prompt schedule: its first prompt
+        warm = warm_up(student, first, rs.rollout, rs.cache, latent_hw=(rs.latent_height, rs.latent_width),
+                       total_frames=rs.latent_frames, decoder=lm.codec.stream(), device=device)
+        student._sfpp_warm = True
     noise = SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
                         device=device)
     writer = Mp4Writer(out_path, fps=rs.fps, width=rs.width, height=rs.height)
-    sink = DecodeWriter(lm.codec.stream(), writer, num_frames=rs.num_frames,
-                        overlap=default_overlap(device) if overlap is None else overlap, progress=progress)
+    sink = DecodeWriter(lm.codec.stream(), writer, num_frames=rs.num_frames, overlap=bool(rs.fast.overlap),
+                        progress=progress)
     chunk_times: list[float] = []
     t_start = time.perf_counter()
 
@@ -300,9 +334,10 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
 
     try:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode():  # the cache is an inference tensor, as in `fastpath.warm_up` and `bench`
+                cache = student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
                 rollout(student, text, noise, cache, num_frames=rs.latent_frames, chunk_frames=rs.chunk_frames,
-                        timesteps=rs.timesteps, on_chunk=on_chunk, keep=False)
+                        timesteps=rs.timesteps, context_noise=rs.context_noise, on_chunk=on_chunk, keep=False)
         except BaseException:
             sink.close(raise_errors=False)  # the rollout's error is the one to report
             raise
@@ -321,11 +356,12 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
         "chunk_denoise_s": chunk_times,
         "chunk_decode_write_s": sink.decode_write_s,
         "decode_overlapped": sink.overlap,
+        "compile_warmup": warm,
+        "torch_threads": torch.get_num_threads(),
     }
 
 
 def _sidecar(prompt, rs: ResolvedSpec, lm: LoadedModel, timings: dict, total: float) -> dict:
-    import sfpp
     from sfpp.prompts import schedule_to_string
 
     schedule = None
@@ -345,9 +381,11 @@ def _sidecar(prompt, rs: ResolvedSpec, lm: LoadedModel, timings: dict, total: fl
         "weights": lm.source,
         "checkpoint": rs.checkpoint,
         "checkpoint_sha256": lm.checkpoint_sha256,
+        "weights_sha256": lm.weights_sha256,
+        "fast_paths_applied": lm.fast_paths,
         "config": rs.to_dict(),
-        "timings": {**timings, "total_s": total},
-        "sfpp_version": sfpp.__version__,
+        "timings": {**timings, "total_s": total, "process_s": process_seconds()},
+        "sfpp_version": __version__,
         "torch_version": torch.__version__,
         "platform": platform.platform(),
         "created_unix": time.time(),

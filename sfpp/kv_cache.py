@@ -34,38 +34,13 @@ expects after a transpose, and the one the causal student produces.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from sfpp.errors import SfppError
+from sfpp.rollout_config import CacheConfig, RopePolicy  # noqa: F401 - re-exported
 
-RopePolicy = Literal["absolute", "relative"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class CacheConfig:
-    """Rolling KV cache policy.
-
-    window: latent frames visible to a chunk, itself included (21 for Wan = 5 s).
-    sink: first frames of the video kept permanently (0 = no sink, the paper's choice).
-    rope: ``absolute`` or ``relative`` position policy (see module docstring).
-    """
-
-    window: int = 21
-    sink: int = 0
-    rope: RopePolicy = "absolute"
-
-    def __post_init__(self) -> None:
-        if self.window <= 0:
-            raise SfppError(f"--window must be a positive number of latent frames, got {self.window}")
-        if self.sink < 0:
-            raise SfppError(f"--sink must be >= 0, got {self.sink}")
-        if self.sink >= self.window:
-            raise SfppError(f"--sink ({self.sink}) must be smaller than --window ({self.window})")
-        if self.rope not in ("absolute", "relative"):
-            raise SfppError(f"--rope must be 'absolute' or 'relative', got {self.rope!r}")
-
+__all__ = ["CacheConfig", "RopePolicy", "PassPlan", "RollingKVCache", "context_lengths"]
 
 @dataclass(frozen=True)
 class PassPlan:

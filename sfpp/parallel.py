@@ -5,12 +5,14 @@ across the processes of a 1-D device mesh (each process keeps ``1 / world`` of e
 weights and gathers a block's weights only while it runs). Gradients are reduce-scattered
 (averaged) by FSDP itself during backward.
 
-`CausalWan` does not call its blocks' ``forward``: it runs the pure `block_forward` function over
-each block. To let FSDP's gather/free hooks fire, each block gets a ``sfpp_block`` method (that
-function bound to the block) registered as an FSDP forward method, and the root hooks are
-registered on `CausalWan.forward`, `forward_full` and `encode_text`. Because a block's weights
-are gathered only inside its own call, a sharded `CausalWan` projects the prompt's
-cross-attention K/V inside each block (`TextContext.lazy`) instead of once up front.
+`CausalWan` does not call its blocks' ``forward``: it runs each block through its
+``block_runner`` (the pure `block_forward` by default). To let FSDP's gather/free hooks fire, each
+block gets a ``sfpp_block`` method (that function bound to the block) registered as an FSDP forward
+method, and the student's ``block_runner`` is set to `fsdp_block_runner`, which calls it; the root
+hooks are registered on `CausalWan.forward`, `forward_full` and `encode_text`. Because a block's
+weights are gathered only inside its own call, a sharded `CausalWan` projects the prompt's
+cross-attention K/V inside each block (``text_kv_in_blocks``, `TextContext.lazy`) instead of once
+up front.
 
 Helpers here move state between sharded modules and full (unsharded) CPU tensors so that
 checkpoints and exports look exactly like the unsharded ones.
@@ -42,6 +44,11 @@ def device_mesh(device: torch.device):
     return init_device_mesh(device.type, (dist.get_world_size(),))
 
 
+def fsdp_block_runner(block: nn.Module, *args):
+    """`CausalWan.block_runner` for sharded blocks: through the block's FSDP-registered ``sfpp_block``."""
+    return block.sfpp_block(*args)
+
+
 def shard_causal(student: nn.Module, mesh) -> nn.Module:
     """Shard a `CausalWan` in place: every transformer block is one FSDP unit; the rest is the root."""
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
@@ -55,7 +62,8 @@ def shard_causal(student: nn.Module, mesh) -> nn.Module:
     fully_shard(student, mesh=mesh)
     for name in ("forward_full", "encode_text"):
         register_fsdp_forward_method(student, name)
-    student.sharded = True
+    student.block_runner = fsdp_block_runner
+    student.text_kv_in_blocks = True
     return student
 
 

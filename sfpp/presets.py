@@ -1,30 +1,37 @@
 """Model presets: the registry behind `--model`, and loading of their components.
 
-A preset names the model classes, where their weights come from and the generation
-defaults that go with them (resolution, fps, chunking, window, few-step schedule).
+A preset names the model classes, where their weights come from and the defaults that go with
+them: resolution, fps, text length and the `RolloutConfig` (chunking, few-step schedule, KV
+window, RoPE policy). A student checkpoint's own rollout settings take precedence over the
+preset's (`sfpp.rollout_config.resolve_rollout`).
 
 * ``wan2.1-t2v-1.3b`` / ``wan2.1-t2v-14b``: a local diffusers-layout folder
   (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``), e.g. a copy of
   Wan-AI/Wan2.1-T2V-1.3B-Diffusers, given by ``--weights DIR`` or ``SFPP_WEIGHTS``.
   Nothing is ever downloaded.
+* ``toy``: the ToyWorld model trained by sfpp itself, shipped inside the package.
 * ``debug``: tiny random-initialised instances of the same classes
   (`WanTransformer3DModel`, `AutoencoderKLWan`, `UMT5EncoderModel`) and a tokenizer
   built in code; deterministic (seeded), used by tests and dry runs.
+
+Importing this module does not import torch (the CLI's ``--help`` reads the registry).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from sfpp.codec import WanVaeCodec
+from sfpp.arch import DEBUG_TEXT, DEBUG_TRANSFORMER, DEBUG_VAE, WAN_TRANSFORMERS
 from sfpp.errors import SfppError
+from sfpp.rollout_config import RolloutConfig
 
 WEIGHTS_ENV = "SFPP_WEIGHTS"
+TOY_ASSETS = Path(__file__).resolve().parent / "assets" / "toy"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,15 +44,14 @@ class ModelPreset:
     height: int
     width: int
     fps: int = 16
-    chunk_frames: int = 3  # latent frames per autoregressive chunk
-    window: int = 21  # rolling KV window in latent frames (the teacher horizon)
-    timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)  # nominal few-step list
-    shift: float = 5.0
     text_len: int = 512
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    threads: int | None = None  # torch CPU threads by default (None: torch's own default)
     expected: dict[str, Any] = field(default_factory=dict)  # transformer config fields to sanity-check
     build: Callable[[], "Components"] | None = None
     codec: Any = field(default_factory=WanVaeCodec)  # frame/pixel arithmetic (no weights needed)
     arch: dict[str, Any] = field(default_factory=dict)  # transformer config of presets built in code
+    bundled_student: Path | None = None  # a student shipped with the package (its config is obeyed)
 
 
 @dataclass
@@ -58,12 +64,15 @@ class Components:
     tokenizer: Any
     source: str  # where the weights came from (a path, or "built in code")
     codec: Any = None  # pixels <-> latents; default: Wan's VAE (`vae`)
+    files: dict[str, Path] = field(default_factory=dict)  # role -> weight file read (hashed into sidecars)
 
     def __post_init__(self) -> None:
         if self.codec is None:
             self.codec = WanVaeCodec(self.vae)
 
-    def to(self, device, dtype: torch.dtype | None = None) -> "Components":
+    def to(self, device, dtype=None) -> "Components":
+        import torch
+
         self.transformer.to(device)
         if dtype is not None and dtype != torch.float32:
             _cast_keep_fp32(self.transformer, dtype)
@@ -73,7 +82,7 @@ class Components:
         return self
 
 
-def _cast_keep_fp32(transformer, dtype: torch.dtype) -> None:
+def _cast_keep_fp32(transformer, dtype) -> None:
     """Cast to `dtype` except the modules Wan keeps in float32 (and the RoPE tables)."""
     keep = tuple(getattr(transformer, "_keep_in_fp32_modules", None) or ())
     for name, module in transformer.named_modules():
@@ -88,42 +97,12 @@ def _cast_keep_fp32(transformer, dtype: torch.dtype) -> None:
 
 
 # ---------------------------------------------------------------------- debug preset
-DEBUG_TRANSFORMER = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=3,
-    attention_head_dim=12,
-    in_channels=16,
-    out_channels=16,
-    text_dim=32,
-    freq_dim=256,
-    ffn_dim=40,
-    num_layers=2,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=1024,
-)
-DEBUG_VAE = dict(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
-DEBUG_TEXT = dict(
-    vocab_size=256,
-    d_model=32,
-    d_kv=8,
-    d_ff=64,
-    num_layers=2,
-    num_heads=4,
-    relative_attention_num_buckets=8,
-    relative_attention_max_distance=16,
-    feed_forward_proj="gated-gelu",
-    dropout_rate=0.0,
-    pad_token_id=0,
-    eos_token_id=1,
-    decoder_start_token_id=0,
-)
-
-
 def build_debug_components(seed: int = 0) -> Components:
     """Tiny random-initialised Wan-class modules (deterministic for a given seed)."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
+
+    import torch
 
     from sfpp.text import build_debug_tokenizer
 
@@ -142,8 +121,6 @@ def build_debug_components(seed: int = 0) -> Components:
 
 
 # ---------------------------------------------------------------------- toy preset (ToyWorld)
-TOY_ASSETS = Path(__file__).resolve().parent / "assets" / "toy"
-
 
 def build_toy_components() -> Components:
     """The bundled ToyWorld model: trained student + frozen text encoder shipped in the package.
@@ -157,7 +134,9 @@ def build_toy_components() -> Components:
     transformer = new_toy_transformer(0)
     student = TOY_ASSETS / "student.safetensors"
     source = "toy (random init: no bundled student)"
+    files = {}
     if student.is_file():
+        files["student"] = student
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
@@ -167,7 +146,9 @@ def build_toy_components() -> Components:
         from safetensors.torch import load_file
 
         text_encoder.load_state_dict(load_file(str(enc_file)))
-    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
+        files["text_encoder"] = enc_file
+    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec(),
+                      files=files)
 
 
 # ---------------------------------------------------------------------- diffusers folders
@@ -201,8 +182,11 @@ def check_diffusers_folder(root: Path) -> None:
         raise SfppError(f"weights folder {root} is incomplete, missing: {', '.join(missing)}")
 
 
-def load_diffusers_components(root: Path, *, dtype: torch.dtype = torch.float32) -> Components:
+def load_diffusers_components(root: Path, *, dtype=None) -> Components:
     """Load the four Wan components from a local diffusers-layout folder (never the Hub)."""
+    import torch
+
+    dtype = dtype or torch.float32
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     check_diffusers_folder(root)
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -216,12 +200,16 @@ def load_diffusers_components(root: Path, *, dtype: torch.dtype = torch.float32)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SfppError(f"could not load weights from {root}: {first}") from None
-    return Components(transformer.eval(), vae.eval(), text_encoder.eval(), tokenizer, source=str(root))
+    files = {}
+    for sub, names in _WEIGHT_FILES.items():
+        for f in sorted((root / sub).glob("*.safetensors")) or [root / sub / n for n in names if (root / sub / n).is_file()]:
+            files[f"{sub}/{f.name}"] = f
+    return Components(transformer.eval(), vae.eval(), text_encoder.eval(), tokenizer, source=str(root), files=files)
 
 
 # ---------------------------------------------------------------------- registry
 def _toy_preset() -> ModelPreset:
-    from sfpp.toyworld.model import TOY_TEXT_LEN, TOY_TRANSFORMER, TOY_WINDOW, toy_codec
+    from sfpp.toyworld.model import TOY_ROLLOUT, TOY_TEXT_LEN, TOY_TRANSFORMER, toy_codec
 
     return ModelPreset(
         name="toy",
@@ -230,12 +218,13 @@ def _toy_preset() -> ModelPreset:
         height=256,
         width=256,
         fps=16,
-        chunk_frames=3,
-        window=TOY_WINDOW,
+        rollout=TOY_ROLLOUT,
+        threads=1,  # a tiny model: one torch thread is fastest (and several times faster on a busy machine)
         text_len=TOY_TEXT_LEN,
         build=build_toy_components,
         codec=toy_codec(),
         arch=dict(TOY_TRANSFORMER),
+        bundled_student=TOY_ASSETS / "student.safetensors",
     )
 
 
@@ -248,8 +237,8 @@ PRESETS: dict[str, ModelPreset] = {
         height=64,
         width=64,
         fps=16,
-        chunk_frames=3,
-        window=9,
+        rollout=RolloutConfig(window=9),
+        threads=1,
         text_len=24,
         build=build_debug_components,
         arch=dict(DEBUG_TRANSFORMER),
@@ -286,8 +275,31 @@ def resolve_weights_dir(weights: str | os.PathLike | None) -> Path:
     return Path(w).expanduser()
 
 
-def load_components(preset: ModelPreset, *, weights: str | os.PathLike | None = None,
-                    dtype: torch.dtype = torch.float32) -> Components:
+def transformer_config(preset: str | ModelPreset, weights: str | os.PathLike | None = None, *,
+                       need_weights: bool = False) -> dict[str, Any]:
+    """The preset's `WanTransformer3DModel` config, without loading weights.
+
+    Presets built in code: their architecture. Diffusers presets: ``weights/transformer/config.json``
+    when a weights folder is given (``--weights`` or ``SFPP_WEIGHTS``; with ``need_weights`` the folder
+    is required and checked), else the released checkpoint's config (`sfpp.arch.WAN_TRANSFORMERS`).
+    """
+    p = preset if isinstance(preset, ModelPreset) else get_preset(preset)
+    if p.source == "build":
+        return dict(p.arch)
+    if need_weights or weights is not None:
+        root = resolve_weights_dir(weights)
+        if need_weights:
+            check_diffusers_folder(root)
+        cfg_file = root / "transformer" / "config.json"
+        try:
+            data = json.loads(cfg_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise SfppError(f"{cfg_file} is missing or not valid JSON; give a diffusers-layout --weights folder") from None
+        return {k: v for k, v in data.items() if not k.startswith("_")}
+    return dict(WAN_TRANSFORMERS[p.name])
+
+
+def load_components(preset: ModelPreset, *, weights: str | os.PathLike | None = None, dtype=None) -> Components:
     """Build or load the preset's modules on CPU (the caller moves them to a device)."""
     if preset.source == "build":
         assert preset.build is not None
@@ -296,28 +308,8 @@ def load_components(preset: ModelPreset, *, weights: str | os.PathLike | None = 
 
 
 # ---------------------------------------------------------------------- random full-size models (benchmarks)
-# Transformer configs of the released Wan2.1 T2V checkpoints (diffusers field names).
-_WAN_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, freq_dim=256, cross_attn_norm=True,
-                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-FULL_SIZE_TRANSFORMERS: dict[str, dict[str, Any]] = {
-    "wan2.1-t2v-1.3b": dict(_WAN_COMMON, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
-                            num_layers=30, text_dim=4096),
-    "wan2.1-t2v-14b": dict(_WAN_COMMON, num_attention_heads=40, attention_head_dim=128, ffn_dim=13824,
-                           num_layers=40, text_dim=4096),
-}
-
-
-def full_size_transformer_config(name: str) -> dict[str, Any]:
-    """The `WanTransformer3DModel` config of a preset, without weights (`debug`: the tiny one)."""
-    preset = get_preset(name)
-    if preset.source == "build":
-        return dict(DEBUG_TRANSFORMER)
-    return dict(FULL_SIZE_TRANSFORMERS[preset.name])
-
-
-def build_random_components(name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                            seed: int = 0) -> Components:
-    """A random-initialised transformer and VAE of a preset's full size, built on `device`.
+def build_random_components(name: str, *, device="cpu", dtype=None, seed: int = 0) -> Components:
+    """A random-initialised transformer and codec of a preset's full size, built on `device`.
 
     Costs the same to run as the real weights, so speed can be measured without them. There is
     no text encoder (``text_encoder``/``tokenizer`` are None): callers feed random text
@@ -325,16 +317,20 @@ def build_random_components(name: str, *, device: torch.device | str = "cpu", dt
     transformer except the modules Wan keeps in float32 (`_keep_in_fp32_modules`, as
     ``from_pretrained(torch_dtype=...)`` does); the VAE stays float32, as in `load_model`.
     """
+    import torch
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     preset = get_preset(name)
-    cfg = full_size_transformer_config(name)
-    vae_cfg = DEBUG_VAE if preset.source == "build" else {}  # diffusers' defaults are Wan2.1's VAE
+    cfg = transformer_config(preset)
+    vae, codec = None, None
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
         transformer = WanTransformer3DModel(**cfg)
-        vae = AutoencoderKLWan(**vae_cfg)
-    if dtype != torch.float32:
+        if not isinstance(preset.codec, WanVaeCodec):
+            codec = preset.codec  # a codec without weights (toy)
+        else:  # Wan's VAE: the debug preset's tiny one, diffusers' defaults (= Wan2.1's VAE) for Wan
+            vae = AutoencoderKLWan(**(DEBUG_VAE if preset.source == "build" else {}))
+    if dtype is not None and dtype != torch.float32:
         _cast_keep_fp32(transformer, dtype)
-    return Components(transformer.eval(), vae.eval(), None, None,
-                      source=f"{preset.name} config, random init (seed {seed}), no weights")
+    return Components(transformer.eval(), None if vae is None else vae.eval(), None, None,
+                      source=f"{preset.name} config, random init (seed {seed}), no weights", codec=codec)

@@ -8,30 +8,29 @@ student, VAE and text encoder once.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from sfpp.errors import SfppError, warn
+from sfpp.fastpath import FastPaths, resolve_fast_paths
+from sfpp.presets import ModelPreset, get_preset, load_components, resolve_weights_dir, transformer_config
+from sfpp.rollout_config import CacheConfig, RolloutConfig, resolve_rollout, student_rollout
 
-from sfpp.causal import CausalWan
-from sfpp.checkpoints import checkpoint_file, file_sha256, load_into, read_checkpoint
-from sfpp.errors import SfppError
-from sfpp.kv_cache import CacheConfig
-from sfpp.presets import ModelPreset, get_preset, load_components, resolve_weights_dir
-from sfpp.schedule import few_step_timesteps, nominal_steps
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
-VAE_TEMPORAL = 4
-VAE_SPATIAL = 8
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoSpec:
-    """A generation request. ``None`` means "the preset's default"."""
+    """A generation request. ``None`` means "decided by the checkpoint, else the preset"."""
 
     model: str | None = None  # None: $SFPP_MODEL, else the bundled `toy` model
     seconds: float | None = None
@@ -40,21 +39,38 @@ class VideoSpec:
     fps: int | None = None
     height: int | None = None
     width: int | None = None
-    steps: int | None = None
+    # Rollout settings (`sfpp.rollout_config.RolloutConfig`); None = the student's own, else the preset's.
+    steps: int | None = None  # evenly spaced nominal list of this many steps (unless the list already has them)
+    timesteps: tuple[float, ...] | None = None  # nominal few-step list, e.g. (1000, 750, 500, 250)
+    shift: float | None = None
+    chunk_frames: int | None = None
     window: int | None = None
-    sink: int = 0
-    rope: str = "absolute"
+    sink: int | None = None
+    rope: str | None = None  # auto | absolute | relative
+    context_noise: float | None = None
     blend_chunks: int = 0  # prompt switches: blend text embeddings over this many chunks
     device: str | None = None
     dtype: str | None = None
+    threads: int | None = None  # torch CPU threads (None: the preset's choice, else torch's default)
     weights: str | None = None
     checkpoint: str | None = None  # FILE or FILE#ENTRY (foreign .pt files are converted on load)
     lora: str | None = None  # LoRA adapter merged into the student after the checkpoint
+    # Fast paths (`sfpp.fastpath`); None = the device's default.
+    compile: bool = False
+    compile_backend: str = "inductor"
+    fused_qkv: bool | None = None
+    fp8: bool = False
+    overlap: bool | None = None
 
 
 @dataclass(frozen=True)
 class ResolvedSpec:
-    """Every number of a generation decided. Saved in sidecars and checkpoints."""
+    """Every number of a generation decided. Saved in sidecars.
+
+    ``rollout`` is the resolved `RolloutConfig` and ``sources`` says where each of its values came
+    from (``flag``, ``checkpoint`` or ``preset``); ``rope`` is the concrete position policy (``auto``
+    resolved for this length), ``timesteps`` the shifted few-step list and ``cache`` the KV cache policy.
+    """
 
     model: str
     seed: int
@@ -65,10 +81,9 @@ class ResolvedSpec:
     width: int
     latent_height: int
     latent_width: int
-    chunk_frames: int
+    rollout: RolloutConfig
+    rope: str
     timesteps: tuple[float, ...]  # shifted few-step list
-    nominal_timesteps: tuple[float, ...]
-    shift: float
     cache: CacheConfig
     device: str
     dtype: str
@@ -77,16 +92,39 @@ class ResolvedSpec:
     checkpoint: str | None
     lora: str | None = None
     blend_chunks: int = 0  # prompt switches: embedding blend over this many chunks
+    threads: int | None = None
+    fast: FastPaths = field(default_factory=FastPaths)
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float:
         return self.num_frames / self.fps
 
+    @property
+    def chunk_frames(self) -> int:
+        return self.rollout.chunk_frames
+
+    @property
+    def nominal_timesteps(self) -> tuple[float, ...]:
+        return self.rollout.timesteps
+
+    @property
+    def shift(self) -> float:
+        return self.rollout.shift
+
+    @property
+    def context_noise(self) -> float:
+        return self.rollout.context_noise
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["rollout"] = self.rollout.to_dict()
+        d["rollout_sources"] = d.pop("sources")
         d["cache"] = asdict(self.cache)
         d["timesteps"] = list(self.timesteps)
-        d["nominal_timesteps"] = list(self.nominal_timesteps)
+        d["fast_paths"] = d.pop("fast")
+        d["warnings"] = list(self.warnings)
         d["seconds"] = self.seconds
         return d
 
@@ -100,25 +138,43 @@ def default_model(name: str | None) -> str:
 
 
 def _default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _transformer_config(preset: ModelPreset, weights: str | None) -> dict[str, Any]:
-    """The transformer config without loading weights (for up-front checks)."""
-    if preset.source == "build":
-        return dict(preset.arch)
-    root = resolve_weights_dir(weights)
-    from sfpp.presets import check_diffusers_folder
+def student_config(checkpoint: str | None, preset: ModelPreset) -> tuple[dict[str, Any], str | None]:
+    """The embedded config of the student that will run, and how to name it in messages.
 
-    check_diffusers_folder(root)
-    try:
-        return json.loads((root / "transformer" / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise SfppError(f"{root / 'transformer' / 'config.json'} is not valid JSON; re-copy the weights folder") from None
+    ``--checkpoint`` if given (sfpp students carry their config; foreign files carry none), else a
+    preset's bundled student. Reads only the safetensors header, never the weights.
+    """
+    if checkpoint is not None:
+        from sfpp.checkpoints import checkpoint_file, read_checkpoint_config
+
+        file = checkpoint_file(checkpoint)
+        if not file.is_file():
+            raise SfppError(f"checkpoint {checkpoint} does not exist")
+        return read_checkpoint_config(checkpoint), f"checkpoint {file.name}"
+    if preset.bundled_student is not None and preset.bundled_student.is_file():
+        from sfpp.checkpoints import read_checkpoint_config
+
+        return read_checkpoint_config(preset.bundled_student), f"the bundled {preset.name} student"
+    return {}, None
 
 
-def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
-    """Validate a request and decide every number; loads no weights."""
+def _rollout_flags(spec: VideoSpec) -> dict[str, Any]:
+    return {"chunk_frames": spec.chunk_frames, "timesteps": None if spec.timesteps is None else tuple(spec.timesteps),
+            "shift": spec.shift, "window": spec.window, "sink": spec.sink, "rope": spec.rope,
+            "context_noise": spec.context_noise}
+
+
+def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
+    """Validate a request and decide every number; loads no weights.
+
+    ``need_weights=False`` (benchmarks of random-initialised models): a diffusers preset's
+    transformer config is the released checkpoint's, and no weights folder is required.
+    """
     preset = get_preset(default_model(spec.model))
     if spec.seconds is not None and spec.frames is not None:
         raise SfppError("give either --seconds or --frames, not both")
@@ -134,46 +190,60 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         if not (seconds > 0) or math.isinf(seconds):
             raise SfppError(f"--seconds must be a positive number, got {spec.seconds}")
         num_frames = max(1, round(seconds * fps))
+    codec = preset.codec
+    if need_weights:
+        tcfg = transformer_config(preset, spec.weights, need_weights=preset.source != "build")
+    else:
+        tcfg = transformer_config(preset)
     height = spec.height if spec.height is not None else preset.height
     width = spec.width if spec.width is not None else preset.width
-    codec = preset.codec
-    mult = codec.spatial_factor * 2
-    for name, v in (("--height", height), ("--width", width)):
+    patch = tuple(tcfg.get("patch_size", (1, 2, 2)))
+    for name, v, p in (("--height", height, patch[1]), ("--width", width, patch[2])):
+        mult = codec.spatial_factor * p
         if v <= 0 or v % mult:
-            raise SfppError(f"{name} must be a positive multiple of {mult} (codec x{codec.spatial_factor}, patch x2), got {v}")
+            raise SfppError(f"{name} must be a positive multiple of {mult} for --model {preset.name} "
+                            f"(codec x{codec.spatial_factor}, patch x{p}), got {v}")
     if spec.blend_chunks < 0:
         raise SfppError(f"--blend-chunks must be >= 0, got {spec.blend_chunks}")
-    steps = spec.steps if spec.steps is not None else len(preset.timesteps)
-    if steps <= 0:
-        raise SfppError(f"--steps must be positive, got {steps}")
-    nominal = tuple(preset.timesteps) if steps == len(preset.timesteps) else tuple(nominal_steps(steps))
-    timesteps = tuple(float(t) for t in few_step_timesteps(nominal, preset.shift).tolist())
-    window = spec.window if spec.window is not None else preset.window
-    cache = CacheConfig(window=window, sink=spec.sink, rope=spec.rope)  # validates
-    chunk = preset.chunk_frames
-    if chunk > window - spec.sink:
-        raise SfppError(f"--window {window} with --sink {spec.sink} leaves no room for a chunk of {chunk} frames")
+    meta, student_name = student_config(spec.checkpoint, preset)
+    rr = resolve_rollout(preset.rollout, student_rollout(meta), _rollout_flags(spec), steps=spec.steps,
+                         student_name=student_name or "the student")
+    ro = rr.config
+    warnings = list(rr.warnings)
+    chunk = ro.chunk_frames
     latent_frames = math.ceil(codec.latent_frames(num_frames) / chunk) * chunk
-    device = spec.device or _default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    dtype = spec.dtype or ("bfloat16" if device.startswith("cuda") and preset.source != "build" else "float32")
-    if dtype not in DTYPES:
-        raise SfppError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-
-    tcfg = _transformer_config(preset, spec.weights)  # also checks the weights folder up front
     rope_max = int(tcfg.get("rope_max_seq_len", 1024))
-    if cache.rope == "absolute" and latent_frames > rope_max:
+    rope = ro.resolve_rope(latent_frames, rope_max)
+    if rope == "absolute" and latent_frames > rope_max:
         max_latent = (rope_max // chunk) * chunk
         max_seconds = codec.pixel_frames(max_latent) / fps
         raise SfppError(
             f"{num_frames / fps:.1f} s needs {latent_frames} latent frames but absolute RoPE has {rope_max} positions "
-            f"(at most {max_seconds:.1f} s at {fps} fps); shorten the video or use --rope relative"
+            f"(at most {max_seconds:.1f} s at {fps} fps); shorten the video or use --rope auto or relative"
         )
-    if spec.checkpoint is not None and not checkpoint_file(spec.checkpoint).is_file():
-        raise SfppError(f"checkpoint {spec.checkpoint} does not exist")
-    if spec.lora is not None and not checkpoint_file(spec.lora).is_file():
-        raise SfppError(f"LoRA file {spec.lora} does not exist")
+    if ro.rope == "auto" and rope == "relative" and ro.sink > 0:
+        warnings.append(f"the video is longer than the RoPE table ({rope_max} latent frames), so --rope auto uses "
+                        f"relative positions: the {ro.sink} sink frames sit right before the recent frames")
+    cache = ro.cache(rope)
+    device = spec.device or _default_device()
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    dtype = spec.dtype or ("bfloat16" if device.startswith("cuda") and preset.source != "build" else "float32")
+    if dtype not in DTYPE_NAMES:
+        raise SfppError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
+    threads = spec.threads if spec.threads is not None else (preset.threads if device == "cpu" else None)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise SfppError(f"--threads must be a positive whole number, got {threads!r}")
+    fast = resolve_fast_paths(FastPaths(compile=bool(spec.compile), compile_backend=spec.compile_backend,
+                                        fused_qkv=spec.fused_qkv, fp8=bool(spec.fp8), overlap=spec.overlap), device)
+    if spec.lora is not None:
+        from sfpp.checkpoints import checkpoint_file
+
+        if not checkpoint_file(spec.lora).is_file():
+            raise SfppError(f"LoRA file {spec.lora} does not exist")
     return ResolvedSpec(
         model=preset.name,
         seed=int(spec.seed),
@@ -184,55 +254,76 @@ def resolve_spec(spec: VideoSpec) -> ResolvedSpec:
         width=width,
         latent_height=height // codec.spatial_factor,
         latent_width=width // codec.spatial_factor,
-        chunk_frames=chunk,
-        timesteps=timesteps,
-        nominal_timesteps=tuple(float(t) for t in nominal),
-        shift=preset.shift,
+        rollout=ro,
+        rope=rope,
+        timesteps=ro.shifted_timesteps,
         cache=cache,
         blend_chunks=int(spec.blend_chunks),
         device=device,
         dtype=dtype,
+        threads=threads,
+        fast=fast,
         text_len=preset.text_len,
-        weights=str(resolve_weights_dir(spec.weights)) if preset.source != "build" else None,
+        weights=str(resolve_weights_dir(spec.weights)) if (preset.source != "build" and need_weights) else None,
         checkpoint=str(spec.checkpoint) if spec.checkpoint else None,
         lora=str(spec.lora) if spec.lora else None,
+        sources=dict(rr.sources),
+        warnings=tuple(warnings),
     )
+
+
+def emit_warnings(rs: ResolvedSpec) -> None:
+    """Show the resolution's warnings (one line each; the CLI prints them as ``warning: ...``)."""
+    for w in rs.warnings:
+        warn(w)
 
 
 @dataclass
 class LoadedModel:
     """The modules a rollout needs, on their device."""
 
-    student: CausalWan
+    student: Any  # sfpp.causal.CausalWan
     codec: Any  # pixels <-> latents (`sfpp.codec`)
     text_encoder: Any
     tokenizer: Any
     source: str
     checkpoint_sha256: str | None = None
     checkpoint_config: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: dict[str, str] = field(default_factory=dict)  # role -> SHA-256 of every weight file read
+    fast_paths: dict[str, Any] = field(default_factory=dict)  # what `apply_fast_paths` applied
 
 
 def load_model(rs: ResolvedSpec) -> LoadedModel:
-    """Build/load the preset's modules, apply a student checkpoint, move to the device."""
+    """Build/load the preset's modules, apply a student checkpoint and the fast paths, move to the device."""
+    from sfpp.causal import CausalWan
+    from sfpp.checkpoints import checkpoint_file, load_into, read_checkpoint
+    from sfpp.fastpath import apply_fast_paths
+    from sfpp.home import cached_sha256
+
     preset = get_preset(rs.model)
-    dtype = DTYPES[rs.dtype]
+    dtype = torch_dtype(rs.dtype)
     comps = load_components(preset, weights=rs.weights, dtype=dtype)
-    sha, ckpt_cfg = None, {}
+    files = dict(comps.files)
+    ckpt_cfg: dict[str, Any] = {}
     if rs.checkpoint:
         state, ckpt_cfg = read_checkpoint(rs.checkpoint)
         load_into(comps.transformer, state, source=rs.checkpoint)
-        sha = file_sha256(checkpoint_file(rs.checkpoint))
+        files["student"] = checkpoint_file(rs.checkpoint)
     if rs.lora:
         from sfpp.convert import read_lora
         from sfpp.lora import merge_lora
 
         merged = merge_lora(comps.transformer.state_dict(), read_lora(rs.lora))
         load_into(comps.transformer, merged, source=rs.lora)
+        files["lora"] = checkpoint_file(rs.lora)
     comps.to(rs.device, dtype)
     if rs.dtype != "float32":
         comps.text_encoder.to(dtype)
     student = CausalWan(comps.transformer).eval()
-    return LoadedModel(student, comps.codec, comps.text_encoder, comps.tokenizer, comps.source, sha, ckpt_cfg)
+    applied = apply_fast_paths(student, rs.fast)
+    hashes = {role: cached_sha256(p) for role, p in files.items()}
+    return LoadedModel(student, comps.codec, comps.text_encoder, comps.tokenizer, comps.source,
+                       hashes.get("student"), ckpt_cfg, hashes, applied)
 
 
 def check_output_path(path: Path, *, suffix: str | None = None) -> Path:

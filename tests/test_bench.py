@@ -8,8 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sfpp.bench import (BenchConfig, build, check_fp8, drift, pixel_frames_per_chunk,
-                        receptive_first_chunk, recompute_rollout, resolve_bench, run_bench, steady_chunks)
+from sfpp.bench import (BenchConfig, build, drift, pixel_frames_per_chunk, receptive_first_chunk, recompute_rollout,
+                        resolve_bench, run_bench, steady_chunks)
+from sfpp.fastpath import check_fp8
 from sfpp.causal import CausalWan, context_shapes
 from sfpp.errors import SfppError
 from sfpp.generation import DecodeWriter
@@ -188,12 +189,14 @@ def test_generate_output_is_identical_with_and_without_overlap(tmp_path):
     from sfpp.spec import VideoSpec, load_model, resolve_spec
     from sfpp.video import read_mp4
 
+    from dataclasses import replace
+
     rs = resolve_spec(VideoSpec(model="debug", frames=21, height=32, width=48, device="cpu"))
     lm = load_model(rs)
     vids = []
     for overlap in (False, True):
         path = tmp_path / f"o{int(overlap)}.mp4"
-        t = _generate_into("a red ball", rs, lm, path, None, overlap=overlap)
+        t = _generate_into("a red ball", replace(rs, fast=replace(rs.fast, overlap=overlap)), lm, path, None)
         assert t["decode_overlapped"] is overlap and t["time_to_first_frame_s"] > 0
         vids.append(read_mp4(path)[0])
     assert vids[0].shape == (21, 32, 48, 3) and np.array_equal(vids[0], vids[1])

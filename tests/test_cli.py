@@ -97,7 +97,7 @@ def _assert_one_line_error(r, *needles):
         (["generate", "x", "--model", "wan2.1-t2v-1.3b"], ["--weights", "SFPP_WEIGHTS"]),
         (["generate", "x", "--height", "50"], ["multiple of 16"]),
         (["generate", "x", "--window", "2"], ["no room for a chunk"]),
-        (["generate", "x", "--seconds", "300"], ["absolute RoPE", "--rope relative", "255."]),
+        (["generate", "x", "--seconds", "300", "--rope", "absolute"], ["absolute RoPE", "--rope auto or relative", "255."]),
     ],
 )
 def test_bad_input_one_line_exit_2(args, needles):

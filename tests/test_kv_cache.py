@@ -104,4 +104,4 @@ def test_config_validation():
     with pytest.raises(SfppError):
         CacheConfig(window=4, sink=4)
     with pytest.raises(SfppError):
-        CacheConfig(rope="sideways")
+        CacheConfig(window=4, rope="sideways")

@@ -6,7 +6,7 @@ import contextlib
 from typing import Iterator
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 
 from sfpp.errors import SfppError
@@ -16,12 +16,48 @@ console = Console(stderr=True, highlight=False)
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn `SfppError` into a one-line message and exit code 2 (no traceback)."""
-    try:
-        yield
-    except SfppError as e:
-        console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(code=e.exit_code) from None
+    """Turn `SfppError` into a one-line message and exit code 2 (no traceback); print each
+    `SfppWarning` as a one-line ``warning: ...`` (other warnings as Python shows them)."""
+    import warnings
+
+    from sfpp.errors import SfppWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SfppWarning)
+        default_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SfppWarning):
+                console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+            else:
+                default_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        except SfppError as e:
+            console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+            raise typer.Exit(code=e.exit_code) from None
+
+
+def print_table(table: RenderableType, *, stderr: bool = False) -> None:
+    """Print a rich table whole: no cell is ever cut to '…', however narrow the output.
+
+    stdout by default (results are data; pass `stderr=True` for the status console's stream).
+    Not a terminal (a pipe, a file, a test runner): rendered at the table's natural width, one
+    line per row whatever COLUMNS says. A terminal narrower than the table: rendered at the
+    narrowest width that keeps every cell whole (cells wrap at spaces; the terminal may wrap
+    the lines). Colours and terminal detection are those of a plain `Console`.
+    """
+    from rich.measure import Measurement
+
+    target = Console(stderr=stderr, highlight=False)
+    fit = Measurement.get(target, target.options.update_width(1_000_000), table)
+    need = fit.maximum if not target.is_terminal else fit.minimum
+    width = max(target.width, need)
+    if width != target.width:
+        target = Console(stderr=stderr, highlight=False, width=width)
+    target.print(table, crop=False)
 
 
 def parse_duration_seconds(text: str, *, what: str) -> float:

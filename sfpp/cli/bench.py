@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from sfpp.cli._common import console, user_errors
-from sfpp.cli._options import DeviceOpt, DtypeOpt, HeightOpt, ModelOpt, StepsOpt, WidthOpt, WindowOpt
+from sfpp.cli._common import console, print_table, user_errors
+from sfpp.cli._options import (
+    CompileOpt, DeviceOpt, DtypeOpt, Fp8Opt, FusedQkvOpt, HeightOpt, ModelOpt, OverlapOpt, StepsOpt, ThreadsOpt,
+    WidthOpt, WindowOpt,
+)
 
 
 def bench_cmd(
@@ -19,11 +22,12 @@ def bench_cmd(
     width: WidthOpt = None,
     steps: StepsOpt = None,
     window: WindowOpt = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the transformer block (warm-up reported separately).")] = False,
+    compile: CompileOpt = False,
     compile_backend: Annotated[str, typer.Option("--compile-backend", help="torch.compile backend (inductor, aot_eager, eager).")] = "inductor",
-    fused_qkv: Annotated[bool, typer.Option("--fused-qkv/--no-fused-qkv", help="Fuse the Q/K/V projections into one linear.")] = True,
-    overlap: Annotated[Optional[bool], typer.Option("--overlap/--no-overlap", help="Decode and write on a worker thread while the next chunk is denoised (default: on GPU).", show_default=False)] = None,
-    fp8: Annotated[bool, typer.Option("--fp8", help="FP8 linear layers via torchao (GPU with compute capability 8.9+).")] = False,
+    fused_qkv: FusedQkvOpt = None,
+    overlap: OverlapOpt = None,
+    fp8: Fp8Opt = False,
+    threads: ThreadsOpt = None,
     compare_recompute: Annotated[bool, typer.Option("--compare-recompute", help="Also time the KV-cached rollout against recomputing the context, on a video of 8x the window.")] = False,
     compare_multiple: Annotated[int, typer.Option("--compare-multiple", help="Video length of --compare-recompute, in windows.")] = 8,
     device: DeviceOpt = None,
@@ -44,7 +48,7 @@ def bench_cmd(
     with user_errors():
         cfg = BenchConfig(model=model, seconds=seconds, height=height, width=width, steps=steps, window=window,
                           device=device, dtype=dtype, compile=compile, compile_backend=compile_backend,
-                          fused_qkv=fused_qkv, overlap=overlap, fp8=fp8, seed=seed)
+                          fused_qkv=fused_qkv, overlap=overlap, fp8=fp8, seed=seed, threads=threads)
         rs = resolve_bench(cfg)  # validates before any work
         if compare_multiple < 1:
             raise SfppError(f"--compare-multiple must be at least 1, got {compare_multiple}")
@@ -75,7 +79,8 @@ def render(r: dict) -> None:
 
     m, s = r["machine"], r["setup"]
     where = m.get("gpu") or m["cpu"]
-    console.print(f"[bold]sfpp bench[/] {s['model']} ({s['weights']}) on {where} ({m['device']}), "
+    console.print(f"[bold]sfpp bench[/] {s['model']} ({s['weights']}; {s['params']:,} parameters) on {where} "
+                  f"({m['device']}, {s['torch_threads']} torch threads), "
                   f"torch {m['torch']}, CUDA {m['cuda'] or '-'}, {m['date']}")
     console.print(f"{s['width']}x{s['height']}, {s['frames']} frames ({s['seconds']:.1f} s at {s['fps']} fps), "
                   f"{s['steps']} steps, chunks of {s['chunk_frames']} latent frames, window {s['window']}, {s['dtype']}, "
@@ -105,7 +110,7 @@ def render(r: dict) -> None:
     t.add_row(f"{mem['measure']}: first / last steady chunk",
               f"{_f(mem['steady_first_mb'], '.0f')} / {_f(mem['steady_last_mb'], '.0f')} MB")
     t.add_row("KV cache", _f(mem["kv_cache_mb"], ".1f", " MB"))
-    console.print(t)
+    print_table(t, stderr=True)
     c = r.get("compare_recompute")
     if c:
         console.print(f"[bold]KV cache vs recompute[/] (DiT only, {c['latent_frames']} latent frames = "

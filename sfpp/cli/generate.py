@@ -9,17 +9,19 @@ import typer
 
 from sfpp.cli._common import console, user_errors
 from sfpp.cli._options import (
-    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, LoraOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
-    SinkOpt, StepsOpt, WeightsOpt, WidthOpt, WindowOpt,
+    ChunkOpt, CheckpointOpt, CompileOpt, ContextNoiseOpt, DeviceOpt, DtypeOpt, Fp8Opt, FpsOpt, FramesOpt, FusedQkvOpt,
+    HeightOpt, LoraOpt, ModelOpt, OverlapOpt, RopeOpt, SecondsOpt, SeedOpt, ShiftOpt, SinkOpt, StepsOpt, ThreadsOpt,
+    TimestepsOpt, WeightsOpt, WidthOpt, WindowOpt, rollout_overrides,
 )
 from sfpp.cli._progress import frame_progress
 
 
 def generate_cmd(
     prompt: Annotated[Optional[str], typer.Argument(
-        help="Text prompt, or a schedule 'A[0s] | B[20s]' that switches prompts mid-video.", show_default=False)] = None,
+        help="Text prompt, or a schedule 'A\\[0s] | B\\[20s]' that switches prompts mid-video.", show_default=False)] = None,
     prompt_file: Annotated[Optional[str], typer.Option(
-        "--prompt-file", help="Prompt schedule file (TOML [[prompt]] at/text entries, or JSON).", show_default=False)] = None,
+        "--prompt-file", help="Prompt schedule file: TOML with \\[\\[prompt]] tables (at = \"20s\", text = \"...\"), "
+        "or JSON.", show_default=False)] = None,
     blend_chunks: Annotated[int, typer.Option(
         "--blend-chunks", help="At a prompt switch, blend the text embeddings over this many chunks.")] = 0,
     seconds: SecondsOpt = None,
@@ -28,27 +30,45 @@ def generate_cmd(
     fps: FpsOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
-    steps: StepsOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     lora: LoraOpt = None,
+    steps: StepsOpt = None,
+    timesteps: TimestepsOpt = None,
+    shift: ShiftOpt = None,
+    chunk_frames: ChunkOpt = None,
     window: WindowOpt = None,
-    sink: SinkOpt = 0,
-    rope: RopeOpt = "absolute",
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output .mp4 (a .json sidecar goes next to it).", show_default=False)] = None,
+    sink: SinkOpt = None,
+    rope: RopeOpt = None,
+    context_noise: ContextNoiseOpt = None,
+    out: Annotated[Optional[str], typer.Option(
+        "--out", "-o", help="Output .mp4; a .json sidecar goes next to it (default: outputs/<prompt>-s<seed>.mp4).",
+        show_default=False)] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    fused_qkv: FusedQkvOpt = None,
+    fp8: Fp8Opt = False,
+    overlap: OverlapOpt = None,
 ) -> None:
-    """Generate a video from a prompt, written while it is generated."""
+    """Generate a video from a prompt, written while it is generated.
+
+    Rollout settings (chunk frames, timesteps, shift, window, sink, rope, context noise) come from
+    the flags given, else from the student checkpoint (what it was trained with), else from the model.
+    """
     from sfpp.errors import SfppError
     from sfpp.generation import default_out_path, generate
-    from sfpp.spec import VideoSpec, check_output_path, load_model, resolve_spec
+    from sfpp.spec import VideoSpec, check_output_path, emit_warnings, load_model, resolve_spec
 
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
-                         steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
-                         weights=weights, checkpoint=checkpoint, lora=lora, blend_chunks=blend_chunks)
+                         device=device, dtype=dtype, threads=threads, weights=weights, checkpoint=checkpoint,
+                         lora=lora, blend_chunks=blend_chunks, compile=compile, fused_qkv=fused_qkv, fp8=fp8,
+                         overlap=overlap,
+                         **rollout_overrides(steps=steps, timesteps=timesteps, shift=shift, chunk_frames=chunk_frames,
+                                             window=window, sink=sink, rope=rope, context_noise=context_noise))
         # Validate everything before any work or output.
         from sfpp.prompts import load_schedule_file, parse_schedule
 
@@ -57,16 +77,20 @@ def generate_cmd(
         entries = load_schedule_file(prompt_file) if prompt_file is not None else parse_schedule(prompt or "")
         prompt = entries if len(entries) > 1 else entries[0].text
         rs = resolve_spec(spec)
+        emit_warnings(rs)
         check_output_path(default_out_path(entries[0].text, rs.seed) if out is None else Path(out), suffix=".mp4")
-        with console.status("loading model"):
-            lm = load_model(rs)
-        with frame_progress() as bar:
-            task = bar.add_task("generating", total=None)
+        from sfpp.generation import torch_threads
 
-            def on_progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        with torch_threads(rs.threads):
+            with console.status("loading model"):
+                lm = load_model(rs)
+            with frame_progress() as bar:
+                task = bar.add_task("generating", total=None)
 
-            res = generate(prompt, out=out, spec=spec, progress=on_progress, loaded=lm)
+                def on_progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                res = generate(prompt, out=out, spec=spec, progress=on_progress, loaded=lm)
         console.print(
             f"[green]wrote[/] {res.path} ({res.num_frames} frames, {res.num_frames / res.fps:.1f} s at {res.fps} fps) "
             f"in {res.seconds_total:.1f} s; sidecar {res.sidecar}"

@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sfpp.cli._common import console, user_errors
+from sfpp.cli._common import print_table, user_errors
 from sfpp.cli._options import (
-    CheckpointOpt, DeviceOpt, DtypeOpt, FpsOpt, FramesOpt, HeightOpt, LoraOpt, ModelOpt, RopeOpt, SecondsOpt, SeedOpt,
-    SinkOpt, StepsOpt, WeightsOpt, WidthOpt, WindowOpt,
+    ChunkOpt, CheckpointOpt, CompileOpt, ContextNoiseOpt, DeviceOpt, DtypeOpt, Fp8Opt, FpsOpt, FramesOpt, FusedQkvOpt,
+    HeightOpt, LoraOpt, ModelOpt, OverlapOpt, RopeOpt, SecondsOpt, SeedOpt, ShiftOpt, SinkOpt, StepsOpt, ThreadsOpt,
+    TimestepsOpt, WeightsOpt, WidthOpt, WindowOpt, rollout_overrides,
 )
 from sfpp.cli._progress import frame_progress
 
@@ -24,16 +25,25 @@ def rollout_cmd(
     fps: FpsOpt = None,
     height: HeightOpt = None,
     width: WidthOpt = None,
-    steps: StepsOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     checkpoint: CheckpointOpt = None,
     lora: LoraOpt = None,
+    steps: StepsOpt = None,
+    timesteps: TimestepsOpt = None,
+    shift: ShiftOpt = None,
+    chunk_frames: ChunkOpt = None,
     window: WindowOpt = None,
-    sink: SinkOpt = 0,
-    rope: RopeOpt = "absolute",
+    sink: SinkOpt = None,
+    rope: RopeOpt = None,
+    context_noise: ContextNoiseOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    fused_qkv: FusedQkvOpt = None,
+    fp8: Fp8Opt = False,
+    overlap: OverlapOpt = None,
 ) -> None:
     """Long rollouts for a batch of prompts: raw latents, preview MP4s, per-chunk statistics. Re-running resumes."""
     from sfpp.batch import read_prompts, rollout_batch, summarize_stats
@@ -41,8 +51,10 @@ def rollout_cmd(
 
     with user_errors():
         spec = VideoSpec(model=model, seconds=seconds, frames=frames, seed=seed, fps=fps, height=height, width=width,
-                         steps=steps, window=window, sink=sink, rope=rope, device=device, dtype=dtype,
-                         weights=weights, checkpoint=checkpoint, lora=lora)
+                         device=device, dtype=dtype, threads=threads, weights=weights, checkpoint=checkpoint,
+                         lora=lora, compile=compile, fused_qkv=fused_qkv, fp8=fp8, overlap=overlap,
+                         **rollout_overrides(steps=steps, timesteps=timesteps, shift=shift, chunk_frames=chunk_frames,
+                                             window=window, sink=sink, rope=rope, context_noise=context_noise))
         plist = read_prompts(prompts)
         resolve_spec(spec)  # validate before any work
         with frame_progress() as bar:
@@ -62,4 +74,4 @@ def rollout_cmd(
             if s:
                 table.add_row(f.name, str(s["chunks"]), f"{s['mean_first']:+.3f} -> {s['mean_last']:+.3f}",
                               f"{s['std_first']:.3f} -> {s['std_last']:.3f}")
-        console.print(table)
+        print_table(table, stderr=True)

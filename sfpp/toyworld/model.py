@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import torch
-
+from sfpp.arch import DEBUG_TEXT
 from sfpp.codec import PixelCodec, PixelCodecConfig
-from sfpp.presets import DEBUG_TEXT
-from sfpp.toyworld.world import toy_vocabulary
+from sfpp.rollout_config import RolloutConfig
 
 TOY_CODEC = PixelCodecConfig(patch=2, frames=2, upscale=8)
 TOY_TRANSFORMER = dict(
@@ -35,16 +33,19 @@ TOY_TRANSFORMER = dict(
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
 TOY_WINDOW = 6  # latent frames = 12 pixel frames = 0.75 s: the teacher horizon K
+TOY_ROLLOUT = RolloutConfig(window=TOY_WINDOW)  # otherwise Self-Forcing's settings (chunks of 3, 4 steps, shift 5)
 
 
 def toy_tokenizer():
     """Word-level tokenizer over ToyWorld's vocabulary."""
     from sfpp.text import build_word_tokenizer
+    from sfpp.toyworld.world import toy_vocabulary
 
     return build_word_tokenizer(toy_vocabulary(), TOY_TEXT_LEN)
 
 
 def new_toy_transformer(seed: int = 0):
+    import torch
     from diffusers import WanTransformer3DModel
 
     with torch.random.fork_rng(devices=[]):
@@ -53,6 +54,7 @@ def new_toy_transformer(seed: int = 0):
 
 
 def new_toy_text_encoder(seed: int = 0):
+    import torch
     from transformers import UMT5Config, UMT5EncoderModel
 
     with torch.random.fork_rng(devices=[]):

@@ -45,15 +45,25 @@ class DataSection:
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutSection:
-    """Student rollout; None = the preset's value."""
+    """Student rollout: overrides of the preset's `sfpp.rollout_config.RolloutConfig` (None = the preset's value).
+
+    The resolved settings are exported with every student, and `sfpp generate --checkpoint` obeys them.
+    """
 
     chunk_frames: int | None = None
     window: int | None = None  # K = teacher horizon = rolling KV window (latent frames)
-    timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)  # nominal; warped with `shift`
-    shift: float = 5.0
-    context_noise: float = 0.0
-    rope: Literal["absolute", "relative"] = "absolute"
+    timesteps: tuple[float, ...] | None = None  # nominal; warped with `shift`
+    shift: float | None = None
+    sink: int | None = None
+    rope: Literal["auto", "absolute", "relative"] | None = None
+    context_noise: float | None = None
     exit_step: Literal["last", "random"] = "last"  # SF++: last; Self-Forcing: random shared across chunks
+
+    def overrides(self) -> dict:
+        """The `RolloutConfig` fields this section sets."""
+        from sfpp.rollout_config import FIELDS
+
+        return {k: getattr(self, k) for k in FIELDS if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,16 +21,18 @@ def write_sample(tr, fps: int = 16) -> None:
     frames = max(1, round(cfg.run.sample_seconds * fps))
     codec = tr.nets.codec
     latent = -(-codec.latent_frames(frames) // tr.chunk) * tr.chunk
-    if cfg.rollout.rope == "absolute":
+    if tr.rollout.rope == "absolute":
         latent = min(latent, s.rope_max_frames // tr.chunk * tr.chunk)
     h, w = tr.latent_hw
     text = s.encode_text(tr.sample_emb.to(tr.device, next(s.parameters()).dtype))
-    cache = s.new_cache(tr.cache_cfg, batch_size=1, latent_hw=tr.latent_hw)
+    # the sample runs exactly as `sfpp generate` would run the exported student (same rollout settings)
+    cache_cfg = tr.rollout.cache(tr.rollout.resolve_rope(latent, s.rope_max_frames))
+    cache = s.new_cache(cache_cfg, batch_size=1, latent_hw=tr.latent_hw)
     noise = SeededNoise(cfg.run.seed, channels=s.in_channels, height=h, width=w, device=tr.device)
     if not tr.acc.is_main_process:
         try:
             rollout(s, text, noise, cache, num_frames=latent, chunk_frames=tr.chunk, timesteps=tr.timesteps,
-                    keep=False)
+                    context_noise=tr.rollout.context_noise, keep=False)
         finally:
             s.train(was_training)
         return
@@ -48,7 +50,7 @@ def write_sample(tr, fps: int = 16) -> None:
 
     try:
         rollout(s, text, noise, cache, num_frames=latent, chunk_frames=tr.chunk, timesteps=tr.timesteps,
-                on_chunk=on_chunk, keep=False)
+                context_noise=tr.rollout.context_noise, on_chunk=on_chunk, keep=False)
         writer.close()
     except BaseException:
         writer.abort()

@@ -37,11 +37,11 @@ from sfpp.causal import CausalWan, TextContext
 from sfpp.checkpoints import load_into, read_checkpoint
 from sfpp.config_io import to_dict
 from sfpp.errors import SfppError
-from sfpp.kv_cache import CacheConfig
 from sfpp.noise import SeededNoise, mix_seed
-from sfpp.presets import get_preset, load_components, load_diffusers_components
+from sfpp.presets import get_preset, load_components, load_diffusers_components, transformer_config
 from sfpp.rollout import GradPolicy, rollout
-from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
+from sfpp.rollout_config import resolve_rollout
+from sfpp.schedule import add_noise, x0_from_flow
 from sfpp.text import encode_prompts
 from sfpp.train.config import DistillConfig, LoraSection
 from sfpp.train.data import PromptEmbeddings, read_prompt_file
@@ -182,8 +182,9 @@ class Distiller:
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.device = accelerator.device
         preset = get_preset(cfg.model.preset)
-        self.chunk = cfg.rollout.chunk_frames or preset.chunk_frames
-        self.K = cfg.rollout.window or preset.window
+        self.rollout = resolve_rollout(preset.rollout, None, cfg.rollout.overrides()).config
+        self.chunk = self.rollout.chunk_frames
+        self.K = self.rollout.window
         if self.K % self.chunk:
             raise SfppError(f"the window K={self.K} must be a multiple of the chunk size {self.chunk}")
         h = cfg.model.height or preset.height
@@ -192,8 +193,14 @@ class Distiller:
         if h % (2 * sf) or w % (2 * sf):
             raise SfppError(f"[model] height/width must be multiples of {2 * sf}, got {h}x{w}")
         self.latent_hw = (h // sf, w // sf)
-        self.timesteps = few_step_timesteps(cfg.rollout.timesteps, cfg.rollout.shift).tolist()
-        self.cache_cfg = CacheConfig(window=self.K, sink=0, rope=cfg.rollout.rope)
+        self.timesteps = list(self.rollout.shifted_timesteps)
+        # training rollouts reach at most max(K, n_max) frames: `auto` decides the policy for that length
+        self.rope_max = int(transformer_config(preset).get("rope_max_seq_len", 1024))
+        longest = max(self.K, cfg.extended.n_max if stage == "extended" else self.K)
+        if self.rollout.rope == "absolute" and longest > self.rope_max:
+            raise SfppError(f"[extended] n_max = {longest} latent frames is past the RoPE table ({self.rope_max}); "
+                            "lower n_max or set [rollout] rope = \"auto\" or \"relative\"")
+        self.cache_cfg = self.rollout.cache(self.rollout.resolve_rope(longest, self.rope_max))
         self.ckpt = CheckpointManager(self.dir / "checkpoints", keep=cfg.run.keep_checkpoints)
         self.done = resume and (self.dir / "done.json").is_file()
         if self.done:
@@ -353,21 +360,25 @@ class Distiller:
         cache = s.new_cache(self.cache_cfg, batch_size=B, latent_hw=self.latent_hw)
         ts, K, chunk = self.timesteps, self.K, self.chunk
         grad = GradPolicy(mode="exit_step" if with_grad else "none", exit_step=draws["exit_step"])
+        cn = self.rollout.context_noise
         if self.stage != "extended":
-            return rollout(s, text, noise, cache, num_frames=K, chunk_frames=chunk, timesteps=ts, grad=grad)
+            return rollout(s, text, noise, cache, num_frames=K, chunk_frames=chunk, timesteps=ts, grad=grad,
+                           context_noise=cn)
         i = draws["window_start"]
         with torch.no_grad():
             if i > 0:  # the preceding rollout: context only, never gradient
                 rollout(s, text, noise, cache, num_frames=i, chunk_frames=chunk, chunks=lead_chunks(i, chunk),
-                        timesteps=ts, keep=False)
+                        timesteps=ts, keep=False, context_noise=cn)
             snapshot = cache.state_dict()
-            clean = rollout(s, text, noise, cache, num_frames=K, chunk_frames=chunk, timesteps=ts, frame_start=i)
+            clean = rollout(s, text, noise, cache, num_frames=K, chunk_frames=chunk, timesteps=ts, frame_start=i,
+                            context_noise=cn)
             cache.load_state_dict(snapshot)
             level = draws["renoise_step"]
             eps = noise.sample(i, K, step=2000 + level)
             x_t = backward_noise(clean, eps, ts[level])  # (B, C, K, H, W)
         return rollout(s, text, noise, cache, num_frames=K, chunk_frames=chunk, timesteps=ts, frame_start=i,
-                       start_step=level, init=lambda f0, n: x_t[:, :, f0 - i : f0 - i + n], grad=grad)
+                       start_step=level, init=lambda f0, n: x_t[:, :, f0 - i : f0 - i + n], grad=grad,
+                       context_noise=cn)
 
     # ------------------------------------------------------------------ updates
     def _dmd_t(self, purpose: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -558,8 +569,7 @@ class Distiller:
     def export_config(self) -> dict[str, Any]:
         """Embedded in exported students: enough for `sfpp generate --checkpoint` to describe it."""
         cfg = {"model": self.cfg.model.preset, "stage": self.stage, "step": self.step,
-               "window": self.K, "chunk_frames": self.chunk, "timesteps": self.timesteps,
-               "rope": self.cfg.rollout.rope, "distill_config": to_dict(self.cfg)}
+               "rollout": self.rollout.to_dict(), "distill_config": to_dict(self.cfg)}
         if self.cfg.lora.enabled:
             cfg["lora"] = {**to_dict(self.cfg.lora), "merged": True}
         return cfg
