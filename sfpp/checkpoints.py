@@ -9,6 +9,11 @@ etc.), original-Wan-layout or prefixed safetensors, plain diffusers state dicts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: importing this module does not import torch
+    import torch
+
 import json
 import os
 from pathlib import Path

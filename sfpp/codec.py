@@ -13,6 +13,11 @@ Layouts: pixels ``(B, 3, F, H, W)`` in [-1, 1]; latents ``(B, C, F', h, w)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: importing this module does not import torch
+    import torch
+
 from dataclasses import dataclass
 
 

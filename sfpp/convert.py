@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from typing import Any
 import torch
 
 from sfpp.errors import SfppError
-from sfpp.lora import LORA_FORMAT, LoraModule, LoraWeights, merge_lora
+from sfpp.lora import LORA_FORMAT, LoraModule, LoraWeights
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
@@ -324,12 +323,6 @@ def read_lora(path: str | os.PathLike, *, alpha: float | None = None) -> LoraWei
 
 
 # ---------------------------------------------------------------------- model configs
-_WAN_SIZES = {  # preset -> diffusers config fields that differ from WanTransformer3DModel's defaults (= 14B)
-    "wan2.1-t2v-1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30),
-    "wan2.1-t2v-14b": dict(),
-}
-
-
 def num_layers(state: dict[str, torch.Tensor]) -> int:
     idx = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
     return max(idx) + 1 if idx else 0
@@ -337,46 +330,16 @@ def num_layers(state: dict[str, torch.Tensor]) -> int:
 
 def infer_preset(state: dict[str, torch.Tensor]) -> str | None:
     """The preset whose transformer has this inner dim and depth, if one does."""
-    from sfpp.presets import DEBUG_TRANSFORMER
+    from sfpp.arch import DEBUG_TRANSFORMER, WAN_TRANSFORMERS, inner_dim
 
     w = state.get("patch_embedding.weight")
     if w is None:
         return None
     dim, depth = int(w.shape[0]), num_layers(state)
-    d = DEBUG_TRANSFORMER
-    if (dim, depth) == (d["num_attention_heads"] * d["attention_head_dim"], d["num_layers"]):
-        return "debug"
-    for name, over in _WAN_SIZES.items():
-        cfg = _full_config(over)
-        if (dim, depth) == (cfg["num_attention_heads"] * cfg["attention_head_dim"], cfg["num_layers"]):
+    for name, cfg in {"debug": DEBUG_TRANSFORMER, **WAN_TRANSFORMERS}.items():
+        if (dim, depth) == (inner_dim(cfg), cfg["num_layers"]):
             return name
     return None
-
-
-def _full_config(over: dict[str, Any]) -> dict[str, Any]:
-    # Wan2.1-14B (= WanTransformer3DModel's defaults), spelled out so the config is explicit.
-    cfg = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
-               text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
-               qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-    cfg.update(over)
-    return cfg
-
-
-def transformer_config(preset: str, weights: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The preset's `WanTransformer3DModel` config: from ``weights/transformer/config.json`` when given."""
-    from sfpp.presets import DEBUG_TRANSFORMER, get_preset
-
-    p = get_preset(preset)
-    if p.source == "build":
-        return dict(DEBUG_TRANSFORMER)
-    if weights is not None:
-        cfg_file = Path(weights).expanduser() / "transformer" / "config.json"
-        try:
-            data = json.loads(cfg_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise SfppError(f"{cfg_file} is missing or not valid JSON; give a diffusers-layout --weights folder") from None
-        return {k: v for k, v in data.items() if not k.startswith("_")}
-    return _full_config(_WAN_SIZES[p.name])
 
 
 def check_fits(state: dict[str, torch.Tensor], config: dict[str, Any], *, source: str, preset: str) -> None:
@@ -395,87 +358,3 @@ def check_fits(state: dict[str, torch.Tensor], config: dict[str, Any], *, source
                 ([f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})"] if unexpected else [])
         raise SfppError(f"checkpoint {source} does not fit --model {preset}: {'; '.join(parts)}; "
                         "pick the --model the checkpoint was trained for")
-
-
-# ---------------------------------------------------------------------- high-level operations
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class Converted:
-    state: dict[str, torch.Tensor]
-    preset: str
-    config: dict[str, Any]  # embedded in the output
-    source: ForeignCheckpoint
-
-
-def load_any(src: str | os.PathLike, *, model: str | None = None, lora: list[str] | tuple[str, ...] = (),
-             lora_alpha: float | None = None, dtype: str | None = None,
-             weights: str | os.PathLike | None = None) -> Converted:
-    """Read `src` (any supported layout; sfpp students included), merge adapters, check it fits the preset."""
-    ck = read_foreign(src)
-    state = ck.state
-    for path in lora:
-        state = merge_lora(state, read_lora(path, alpha=lora_alpha))
-    if dtype is not None:
-        if dtype not in DTYPES:
-            raise SfppError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        state = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v) for k, v in state.items()}
-    preset = model or ck.config.get("model") or infer_preset(state)
-    if preset is None:
-        w = state.get("patch_embedding.weight")
-        raise SfppError(f"cannot tell which model {src} is for (inner dim {None if w is None else w.shape[0]}, "
-                        f"{num_layers(state)} blocks); pass --model")
-    tcfg = transformer_config(preset, weights)
-    check_fits(state, tcfg, source=str(src), preset=preset)
-    config = dict(ck.config) if ck.config else {"model": preset}
-    config["model"] = preset
-    if ck.config.get("model") is None or ck.layout != "diffusers" or lora:
-        config.update(ck.describe())
-    if lora:
-        config["merged_lora"] = [str(p) for p in lora]
-    return Converted(state, preset, config, ck)
-
-
-def convert_checkpoint(src: str | os.PathLike, out: str | os.PathLike, **kw) -> Converted:
-    """Write `src` as an sfpp student (`.safetensors` + embedded config)."""
-    from sfpp.checkpoints import save_student
-
-    res = load_any(src, **kw)
-    save_student(out, res.state, res.config)
-    return res
-
-
-def export_diffusers(src: str | os.PathLike, out_dir: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-                     **kw) -> Converted:
-    """Write `src` as a diffusers folder: ``out_dir/transformer/`` (config.json + weights via
-    `save_pretrained`); with `weights`, also copy its vae/text_encoder/tokenizer/scheduler and
-    model_index.json; for the built-in ``debug`` model, save its own components instead."""
-    from diffusers import WanTransformer3DModel
-
-    from sfpp.presets import get_preset
-
-    res = load_any(src, weights=weights, **kw)
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and (out_dir / "transformer").exists():
-        raise SfppError(f"{out_dir / 'transformer'} already exists; choose another --out or remove it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = transformer_config(res.preset, weights)
-    with torch.device("meta"):
-        model = WanTransformer3DModel.from_config(cfg)
-    model.load_state_dict(res.state, strict=True, assign=True)
-    model.save_pretrained(out_dir / "transformer", safe_serialization=True)
-    if weights is not None:
-        root = Path(weights).expanduser()
-        for sub in ("vae", "text_encoder", "tokenizer", "scheduler"):
-            if (root / sub).is_dir():
-                shutil.copytree(root / sub, out_dir / sub, dirs_exist_ok=True)
-        if (root / "model_index.json").is_file():
-            shutil.copy2(root / "model_index.json", out_dir / "model_index.json")
-    elif get_preset(res.preset).source == "build":
-        comps = get_preset(res.preset).build()
-        comps.vae.save_pretrained(out_dir / "vae", safe_serialization=True)
-        comps.text_encoder.save_pretrained(out_dir / "text_encoder", safe_serialization=True)
-        comps.tokenizer.save_pretrained(out_dir / "tokenizer")
-    (out_dir / "sfpp_export.json").write_text(json.dumps(res.config, indent=2, default=str) + "\n")
-    return res

@@ -21,7 +21,6 @@ runner = CliRunner()
 
 from tests.train_helpers import one_line_error, run  # noqa: E402
 
-
 # diffusers module path -> original Wan module path (first matching rule wins).
 _TO_ORIGINAL = [
     ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
@@ -328,7 +327,8 @@ def test_full_size_layout_converts_and_fits_on_the_meta_device():
     """The rename table covers Wan2.1-T2V-1.3B (checked on meta tensors: no memory, no weights)."""
     from diffusers import WanTransformer3DModel
 
-    from sfpp.convert import check_fits, infer_preset, to_diffusers_state, transformer_config
+    from sfpp.convert import check_fits, infer_preset, to_diffusers_state
+    from sfpp.presets import transformer_config
 
     cfg = transformer_config("wan2.1-t2v-1.3b")
     with torch.device("meta"):

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
 from tests.train_helpers import run, write_config

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from sfpp.errors import SfppError
 from sfpp.rollout_config import RolloutConfig, resolve_rollout, student_rollout

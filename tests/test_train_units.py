@@ -5,8 +5,13 @@ from collections import Counter
 import pytest
 import torch
 
-from sfpp.train.trainer import (backward_noise, lead_chunks, n_max_at, sample_rollout_length,
-                                sample_window_start)
+from sfpp.train.sampling import (
+    backward_noise,
+    lead_chunks,
+    n_max_at,
+    sample_rollout_length,
+    sample_window_start,
+)
 
 
 def test_window_start_uniform_over_every_position():
@@ -77,9 +82,9 @@ def test_extended_gradient_only_through_window_exit_step_forwards(extended_train
         with_kwargs=True)
     try:
         draws = {"N": 18, "window_start": 7, "exit_step": 3, "renoise_step": 1}
-        cond, _, _ = tr._batch(0)
+        cond, _, _ = tr.dmd.batch(tr.position, 0)
         text = s.encode_text(cond)
-        x = tr.generator_sample(text, tr._noise(11, 0), draws, with_grad=True)
+        x = tr.dmd.sample(text, tr.dmd.noise(tr.step, 11, 0), draws, with_grad=True)
     finally:
         hook.remove()
     assert x.shape == (1, 16, 6, 4, 4) and x.requires_grad
@@ -109,7 +114,7 @@ def test_generator_and_critic_updates_change_weights(extended_trainer):
     assert any(not torch.equal(v, tr.nets.student.state_dict()[k]) for k, v in before_s.items())
     assert any(not torch.equal(v, tr.nets.critic.state_dict()[k]) for k, v in before_c.items())
     assert all(torch.equal(v, tr.nets.teacher.state_dict()[k]) for k, v in before_t.items())
-    assert tr.ema is not None and tr.step == 1
+    assert tr.ema.state is not None and tr.step == 1
 
 
 @pytest.mark.parametrize("p", [0.0, 1.0])
@@ -120,7 +125,6 @@ def test_ode_clean_context_feeds_final_states_and_drops_them_from_the_loss(tmp_p
     from sfpp.config_io import load_config
     from sfpp.schedule import x0_from_flow
     from sfpp.train.config import DistillConfig
-    from sfpp.train.ode import ensure_trajectories, ode_regression_update
     from sfpp.train.trainer import Distiller
     from tests.train_helpers import write_config
 
@@ -130,7 +134,7 @@ def test_ode_clean_context_feeds_final_states_and_drops_them_from_the_loss(tmp_p
     cfg = load_config(DistillConfig, cfg_path)
     tr = Distiller(cfg, stage="ode", out=tmp_path / "run", total_steps=1, accelerator=Accelerator(cpu=True),
                    config_dir=tmp_path, resume=False)
-    ensure_trajectories(tr)
+    tr.ode.ensure_trajectories()
     s = tr.nets.student
     seen = {}
     orig = s.forward_full
@@ -142,11 +146,11 @@ def test_ode_clean_context_feeds_final_states_and_drops_them_from_the_loss(tmp_p
 
     s.forward_full = spy
     try:
-        m = ode_regression_update(tr)
+        m = tr.ode.update(tr.opt_g, tr.sched_g, tr.ema, step=tr.step, position=tr.position)
     finally:
         del s.forward_full
     x, t, flow = seen["x"], seen["t"], seen["flow"]  # (B, C, K, H, W), (B, K)
-    states = torch.stack([tr.trajectories.get(i)[0] for i in range(2)])  # (2, S+1, C, K, H, W)
+    states = torch.stack([tr.ode.store.get(i)[0] for i in range(2)])  # (2, S+1, C, K, H, W)
     final = states[:, -1]
     last = slice(tr.K - tr.chunk, tr.K)  # the last chunk is never clean
     assert (t[:, last] > 0).all()

@@ -41,7 +41,8 @@ def convert_cmd(
     """Convert a Self-Forcing/CausVid/LongLive/Wan checkpoint into an sfpp student, or export a diffusers folder."""
     from pathlib import Path
 
-    from sfpp.convert import convert_checkpoint, export_diffusers, split_entry
+    from sfpp.convert import split_entry
+    from sfpp.export import convert_checkpoint, export_diffusers
     from sfpp.errors import SfppError
     from sfpp.spec import check_output_path
 

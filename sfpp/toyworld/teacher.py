@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from sfpp.checkpoints import save_student
 from sfpp.schedule import add_noise, shift_sigma
 from sfpp.text import encode_prompts
-from sfpp.toyworld.model import TOY_TEXT_LEN, TOY_WINDOW, new_toy_text_encoder, new_toy_transformer, toy_codec, toy_tokenizer
+from sfpp.toyworld.model import (
+    TOY_TEXT_LEN,
+    TOY_WINDOW,
+    new_toy_text_encoder,
+    new_toy_transformer,
+    toy_codec,
+    toy_tokenizer,
+)
 from sfpp.toyworld.world import random_scene, render_clip
 
 
@@ -151,9 +158,9 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
 
     Returns ``(B, F, 32, 32, 3)`` uint8 native frames.
     """
-    from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
-    from sfpp.train.trainer import bidirectional_flow
     from sfpp.train.dmd import cfg_flow
+    from sfpp.train.networks import bidirectional_flow
+    from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
 
     codec = toy_codec()
     tok, enc = toy_tokenizer(), new_toy_text_encoder().to(device)

@@ -13,6 +13,7 @@ any point leaves either the previous or the new checkpoint complete and loadable
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -88,3 +89,48 @@ class CheckpointManager:
             return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # a foreign or damaged file
             raise SfppError(f"checkpoint {path} cannot be loaded ({type(e).__name__}); start a new --out") from None
+
+
+# ---------------------------------------------------------------------- the trainer's own state
+def rng_state() -> dict[str, Any]:
+    """Every global RNG a resume must restore, as tensors (weights_only-loadable)."""
+    import random
+
+    import numpy as np
+
+    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+           "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def set_rng_state(rng: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(rng["torch"])
+    random.setstate((3, tuple(int(x) for x in rng["python"]), None))
+    np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def check_resumable(st: dict[str, Any], *, stage: str, config: dict[str, Any], fsdp: bool, where: Path) -> None:
+    """Refuse, with the fix named, to resume a checkpoint of another stage, settings or sharding."""
+    from sfpp.config_io import to_dict
+    from sfpp.train.config import LoraSection
+
+    if st.get("format") != "sfpp-train-v1" or st.get("stage") != stage:
+        raise SfppError(f"the checkpoint in {where} is not an sfpp {stage} checkpoint; start a new --out")
+    saved = json.loads(st["config"])
+    off = to_dict(LoraSection())  # checkpoints from before [lora] existed trained full weights
+    for section in ("model", "rollout", "lora"):
+        if saved.get(section, off if section == "lora" else None) != config.get(section):
+            diff = [k for k in config[section] if saved.get(section, {}).get(k) != config[section][k]]
+            raise SfppError(f"cannot resume: the checkpoint was trained with different [{section}] settings "
+                            f"({', '.join(diff)}); restore them or use a new --out")
+    if bool(st.get("fsdp", False)) != fsdp:
+        raise SfppError(f"cannot resume: the checkpoint in {where} was written with [run] fsdp = "
+                        f"{str(bool(st.get('fsdp', False))).lower()}; set it back or use a new --out")

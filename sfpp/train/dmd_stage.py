@@ -1,0 +1,131 @@
+"""The DMD stages (``self-forcing`` and ``extended``): one generator update and the critic updates.
+
+Generator: a student sample (`sfpp.train.sampling.generator_sample`) is noised to a DMD
+timestep; the critic (fake score) and the CFG-guided teacher (real score) give their x0
+predictions, and the DMD loss moves the sample along their difference (`sfpp.train.dmd`).
+Critic: the flow-matching loss on samples drawn the same way, without gradient to the student.
+Each update goes through `sfpp.train.update.apply_update` (sync -> clip -> step -> schedule -> EMA).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sfpp.schedule import add_noise, x0_from_flow
+from sfpp.train.dmd import (
+    cfg_flow,
+    critic_flow_loss,
+    dmd_direction,
+    dmd_loss,
+    sample_dmd_timesteps,
+)
+from sfpp.train.networks import bidirectional_flow
+from sfpp.train.sampling import (
+    P_CRITIC,
+    P_DMD,
+    P_GEN,
+    P_SHARED,
+    draw_rollout,
+    generator_sample,
+    stage_generator,
+    stage_noise,
+)
+from sfpp.train.update import apply_update
+
+
+class DMDStage:
+    """Holds what the DMD updates need explicitly; the trainer owns optimisers, schedules and the EMA."""
+
+    def __init__(self, cfg, *, stage: str, nets, data, dist, rollout, cache_cfg, latent_hw: tuple[int, int]):
+        self.cfg, self.stage, self.nets, self.data, self.dist = cfg, stage, nets, data, dist
+        self.rollout, self.cache_cfg, self.latent_hw = rollout, cache_cfg, latent_hw
+        self.k, self.chunk = rollout.window, rollout.chunk_frames
+        self.timesteps = list(rollout.shifted_timesteps)
+
+    # ------------------------------------------------------------------ draws and samples
+    def draws(self, step: int, purpose: int) -> dict[str, int]:
+        """Exit step, N, window start and backward-noise level: identical on every rank."""
+        g = stage_generator(self.cfg.run.seed, self.stage, step, P_SHARED, purpose)
+        return draw_rollout(g, stage=self.stage, step=step, n_steps=len(self.timesteps), k=self.k, chunk=self.chunk,
+                            exit_mode=self.cfg.rollout.exit_step, extended=self.cfg.extended)
+
+    def batch(self, position: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Prompt embeddings of one micro-batch: (cond, uncond, prompt indices)."""
+        B, dist = self.cfg.run.batch_size, self.dist
+        start = position + (micro * dist.world + dist.rank) * B
+        idx = self.data.indices(start, B, self.cfg.run.seed)
+        cond = self.data.cond[idx].to(dist.device)
+        uncond = self.data.uncond.expand(B, -1, -1).to(dist.device)
+        return cond, uncond, idx
+
+    def noise(self, step: int, purpose: int, micro: int):
+        return stage_noise(self.cfg.run.seed, self.stage, step, purpose, self.dist.rank, micro,
+                           batch=self.cfg.run.batch_size, channels=self.nets.student.in_channels,
+                           latent_hw=self.latent_hw, device=self.dist.device)
+
+    def sample(self, text, noise, draws: dict[str, Any], *, with_grad: bool) -> torch.Tensor:
+        """The K-frame student sample that DMD scores: ``(B, C, K, H, W)``."""
+        s = self.nets.student
+        cache = s.new_cache(self.cache_cfg, batch_size=noise.batch_size, latent_hw=self.latent_hw)
+        return generator_sample(s, text, noise, cache=cache, draws=draws, k=self.k, chunk=self.chunk,
+                                timesteps=self.timesteps, context_noise=self.rollout.context_noise,
+                                extended=self.stage == "extended", with_grad=with_grad)
+
+    def dmd_t(self, step: int, purpose: int, micro: int) -> tuple[torch.Tensor, torch.Generator]:
+        d = self.cfg.dmd
+        g = stage_generator(self.cfg.run.seed, self.stage, step, P_DMD, purpose, self.dist.rank, micro)
+        t = sample_dmd_timesteps(self.cfg.run.batch_size, g, min_step=d.min_step, max_step=d.max_step,
+                                 shift=d.timestep_shift)
+        return t.to(self.dist.device), g
+
+    # ------------------------------------------------------------------ updates
+    def generator_update(self, opt, sched, ema, *, step: int, position: int) -> dict[str, float]:
+        cfg, nets = self.cfg, self.nets
+        draws = self.draws(step, P_GEN)
+        opt.zero_grad(set_to_none=True)
+        loss_sum, norm_sum = 0.0, 0.0
+        for micro in range(cfg.run.grad_accum):
+            cond, uncond, _ = self.batch(position, micro)
+            with self.dist.autocast():
+                text = nets.student.encode_text(cond.to(next(nets.student.parameters()).dtype))
+                x = self.sample(text, self.noise(step, P_GEN, micro), draws, with_grad=True)
+                t, g = self.dmd_t(step, P_GEN, micro)
+                eps = torch.randn(x.shape, generator=g).to(x.device)
+                with torch.no_grad():
+                    x_t = add_noise(x.detach(), eps, t)
+                    fake_x0 = x0_from_flow(x_t, bidirectional_flow(nets.critic, x_t, t, cond), t)
+                    v_c = bidirectional_flow(nets.teacher, x_t, t, cond)
+                    v_u = bidirectional_flow(nets.teacher, x_t, t, uncond)
+                    real_x0 = x0_from_flow(x_t, cfg_flow(v_c, v_u, cfg.dmd.guidance_scale), t)
+                    direction, normaliser = dmd_direction(x.detach().float(), real_x0, fake_x0)
+                loss = dmd_loss(x, direction)
+            (loss / cfg.run.grad_accum).backward()
+            loss_sum += loss.item()
+            norm_sum += normaliser.mean().item()
+        gnorm = apply_update(nets.student, opt, sched, dist=self.dist, grad_clip=cfg.optim.grad_clip, ema=ema,
+                             ema_module=nets.student.transformer, step=step)
+        n = cfg.run.grad_accum
+        return {"gen_loss": loss_sum / n, "gen_grad_norm": gnorm, "dmd_normaliser": norm_sum / n, **draws}
+
+    def critic_update(self, k: int, opt, sched, *, step: int, position: int) -> dict[str, float]:
+        cfg, nets = self.cfg, self.nets
+        purpose = P_CRITIC * 100 + k
+        draws = self.draws(step, purpose)
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for micro in range(cfg.run.grad_accum):
+            cond, _, _ = self.batch(position, micro + cfg.run.grad_accum * (k + 1))
+            with self.dist.autocast():
+                with torch.no_grad():
+                    text = nets.student.encode_text(cond.to(next(nets.student.parameters()).dtype))
+                    x = self.sample(text, self.noise(step, purpose, micro), draws, with_grad=False).float()
+                t, g = self.dmd_t(step, purpose, micro)
+                eps = torch.randn(x.shape, generator=g).to(x.device)
+                x_t = add_noise(x, eps, t)
+                loss = critic_flow_loss(bidirectional_flow(nets.critic, x_t, t, cond), eps, x)
+            (loss / cfg.run.grad_accum).backward()
+            loss_sum += loss.item()
+        gnorm = apply_update(nets.critic, opt, sched, dist=self.dist, grad_clip=cfg.optim.grad_clip)
+        return {"critic_loss": loss_sum / cfg.run.grad_accum, "critic_grad_norm": gnorm}
