@@ -5,13 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from sfpp.train.sampling import (
-    backward_noise,
-    lead_chunks,
-    n_max_at,
-    sample_rollout_length,
-    sample_window_start,
-)
+from sfpp.train.sampling import backward_noise, n_max_at, sample_rollout_length, sample_window_start
 
 
 def test_window_start_uniform_over_every_position():
@@ -32,6 +26,19 @@ def test_window_start_beta12_prefers_early_windows_but_reaches_all():
     assert sum(starts) / len(starts) < 24 / 2 * 0.8  # mean of Beta(1, 2) is 1/3
 
 
+@pytest.mark.parametrize("mode", ["uniform", "beta12"])
+def test_window_start_lies_on_the_chunk_grid_and_reaches_every_chunk(mode):
+    """Training windows start where inference chunks start: multiples of the chunk size, 0..N-K."""
+    g = torch.Generator().manual_seed(4)
+    starts = Counter(sample_window_start(g, 30, 6, mode, chunk=3) for _ in range(6000))
+    assert sorted(starts) == list(range(0, 25, 3))  # all 9 chunk-aligned starts, nothing else
+    if mode == "uniform":
+        expected = 6000 / 9
+        assert sum((c - expected) ** 2 / expected for c in starts.values()) < 27  # 8 dof
+    with pytest.raises(ValueError, match="whole number of chunks"):
+        sample_window_start(g, 31, 6, mode, chunk=3)
+
+
 def test_rollout_length_whole_chunks_between_k_and_nmax_and_ramp():
     g = torch.Generator().manual_seed(2)
     ns = {sample_rollout_length(g, k=6, n_max=18, chunk=3) for _ in range(2000)}
@@ -49,12 +56,6 @@ def test_backward_noise_formula():
         s = t / 1000
         assert torch.allclose(backward_noise(x0, eps, t), (1 - s) * x0 + s * eps, atol=1e-6)
     assert torch.equal(backward_noise(x0, eps, 1000.0), eps)
-
-
-def test_lead_chunks_align_the_window():
-    assert lead_chunks(0, 3) == []
-    assert lead_chunks(7, 3) == [1, 3, 3]
-    assert sum(lead_chunks(11, 3)) == 11 and lead_chunks(11, 3)[1:] == [3, 3, 3]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_extended_gradient_only_through_window_exit_step_forwards(extended_train
         lambda m, args, kwargs, out: log.append((kwargs["frame_start"], torch.is_grad_enabled(), float(args[1].max()))),
         with_kwargs=True)
     try:
-        draws = {"N": 18, "window_start": 7, "exit_step": 3, "renoise_step": 1}
+        draws = {"N": 18, "window_start": 9, "exit_step": 3, "renoise_step": 1}
         cond, _, _ = tr.dmd.batch(tr.position, 0)
         text = s.encode_text(cond)
         x = tr.dmd.sample(text, tr.dmd.noise(tr.step, 11, 0), draws, with_grad=True)
@@ -89,19 +90,48 @@ def test_extended_gradient_only_through_window_exit_step_forwards(extended_train
         hook.remove()
     assert x.shape == (1, 16, 6, 4, 4) and x.requires_grad
     grad_calls = [(f0, t) for f0, g, t in log if g]
-    # the window [7, 13) is two chunks (7, 10); each has exactly one grad forward, at the exit step (t = 625)
-    assert grad_calls == [(7, 625.0), (10, 625.0)]
-    # frames before the window were generated (context) without gradient, in chunks aligned to the window
-    prefix_starts = sorted({f0 for f0, g, _ in log if f0 < 7})
-    assert prefix_starts == [0, 1, 4]
+    # the window [9, 15) is two chunks (9, 12); each has exactly one grad forward, at the exit step (t = 625)
+    assert grad_calls == [(9, 625.0), (12, 625.0)]
+    # frames before the window were generated (context) without gradient, in the chunks inference uses
+    prefix_starts = sorted({f0 for f0, g, _ in log if f0 < 9})
+    assert prefix_starts == [0, 3, 6]
     # the re-denoise starts from the backward-noise level (index 1 = 937.5), not from pure noise
-    window_passes = [t for f0, g, t in log if f0 == 7]
+    window_passes = [t for f0, g, t in log if f0 == 9]
     assert 937.5 in window_passes and window_passes.count(1000.0) == 1  # the clean rollout pass only
     s.zero_grad()
     x.square().mean().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.parameters())
     # the teacher and critic never receive gradient from the generator sample
     assert all(p.grad is None for p in tr.nets.teacher.parameters())
+
+
+def test_renoise_level_zero_skips_the_clean_window_pass(extended_trainer):
+    """At sigma = 1 the backward-noised window is the noise itself: the clean pass is not computed."""
+    tr = extended_trainer
+    s = tr.nets.student
+    calls = []
+    hook = s.register_forward_hook(lambda m, args, kwargs, out: calls.append(kwargs["frame_start"]), with_kwargs=True)
+    try:
+        cond, _, _ = tr.dmd.batch(tr.position, 0)
+        text = s.encode_text(cond)
+        with torch.no_grad():
+            x = tr.dmd.sample(text, tr.dmd.noise(tr.step, 11, 0), {"N": 12, "window_start": 6, "exit_step": 3,
+                                                                    "renoise_step": 0}, with_grad=False)
+            hook.remove()
+            # the same window from fresh noise (no backward noise at all) is the same sample
+            cache = s.new_cache(tr.cache_cfg, batch_size=1, latent_hw=tr.latent_hw)
+            from sfpp.rollout import rollout
+            from sfpp.train.sampling import RENOISE_STEP
+
+            noise = tr.dmd.noise(tr.step, 11, 0)
+            rollout(s, text, noise, cache, num_frames=6, chunk_frames=3, timesteps=tr.timesteps, keep=False)
+            ref = rollout(s, text, noise, cache, num_frames=6, chunk_frames=3, timesteps=tr.timesteps, frame_start=6,
+                          init=lambda f0, n: noise.sample(f0, n, step=RENOISE_STEP))
+    finally:
+        hook.remove()
+    # prefix: 2 chunks x (4 steps + refresh); window: 2 chunks x (4 steps + refresh), no clean pass
+    assert calls.count(6) == 5 and calls.count(9) == 5 and len(calls) == 20
+    assert torch.equal(x, ref)
 
 
 def test_generator_and_critic_updates_change_weights(extended_trainer):
