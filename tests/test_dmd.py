@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from sfpp.schedule import add_noise, x0_from_flow
@@ -143,3 +144,71 @@ def test_flow_and_x0_consistent_with_schedule():
     xt = add_noise(x0, eps, 400.0)
     assert torch.allclose(x0_from_flow(xt, eps - x0, 400.0), x0, atol=1e-5)
     assert math.isclose(critic_flow_loss(eps - x0, eps, x0).item(), 0.0, abs_tol=1e-12)
+
+
+def _linear_nets():
+    """Three affine 'networks' v = a x_t + b t/1000 (critic, teacher cond, teacher uncond): known outputs."""
+    def net(a, b):
+        return lambda x_t, t: a * x_t + b * (t.float() / 1000).view(-1, 1, 1, 1, 1)
+    return net(0.9, 0.2), net(1.1, -0.3), net(0.7, 0.5)
+
+
+@pytest.mark.parametrize("grid", ["exact", "self-forcing"])
+def test_dmd_and_critic_steps_use_the_chosen_sigmas(grid):
+    """[dmd] sigma_grid: exact uses sigma = t / 1000 everywhere; self-forcing the reference's grids.
+
+    Reference values (from the released Self-Forcing scheduler, tests/test_sigma_grid.py): at t = 20
+    (the clamp) the shift-5 noising sigma is 0.019685039296746254 and the critic sees its flow scaled
+    by sigma8 / sigma5 = 1.1941233828444906; at t = 681.8181762695312 the networks get bf16(t) = 680.
+    """
+    from sfpp.train.dmd import critic_step_loss, dmd_step
+    from sfpp.train.sigma_grid import noise_sigma, score_sigma
+
+    g = torch.Generator().manual_seed(0)
+    x, eps = torch.randn(2, 3, 2, 4, 4, generator=g), torch.randn(2, 3, 2, 4, 4, generator=g)
+    t = torch.tensor([20.0, 681.8181762695312])
+    fake, cond, uncond = _linear_nets()
+    seen = []
+
+    def spy(f):
+        return lambda x_t, tn: (seen.append(tn.clone()), f(x_t, tn))[1]
+
+    direction, norm = dmd_step(x, eps, t, fake_flow=spy(fake), real_flow_cond=cond, real_flow_uncond=uncond,
+                               guidance_scale=4.0, sigma_grid=grid, bf16=True)
+    s_noise = noise_sigma(t, grid).float().view(-1, 1, 1, 1, 1)
+    s_score = score_sigma(t, grid, bf16=True).float().view(-1, 1, 1, 1, 1)
+    t_net = t if grid == "exact" else torch.tensor([20.0, 680.0])
+    assert torch.equal(seen[0], t_net)
+    x_t = (1 - s_noise) * x + s_noise * eps
+    fake_x0 = x_t - s_score * fake(x_t, t_net)
+    real_v = uncond(x_t, t_net) + 4.0 * (cond(x_t, t_net) - uncond(x_t, t_net))
+    real_x0 = x_t - s_score * real_v
+    want = (fake_x0 - real_x0) / (x - real_x0).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
+    assert torch.allclose(direction, want, atol=1e-5)
+    loss = critic_step_loss(x, eps, t, critic_flow=fake, sigma_grid=grid, bf16=True)
+    scale = torch.tensor([1.1941233828444906, float(s_score[1] / s_noise[1])]) if grid == "self-forcing" else torch.ones(2)
+    want_loss = ((scale.view(-1, 1, 1, 1, 1) * fake(x_t, t_net) - (eps - x)) ** 2).mean()
+    assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
+    if grid == "self-forcing":
+        assert s_noise[0].item() == pytest.approx(0.019685039296746254, rel=1e-7)
+        # the two conventions really differ (at small t by about 19%)
+        d_exact, _ = dmd_step(x, eps, t, fake_flow=fake, real_flow_cond=cond, real_flow_uncond=uncond,
+                              guidance_scale=4.0)
+        assert (d_exact - direction).abs().max().item() > 1e-3
+
+
+def test_distill_with_the_reference_sigma_grids_runs_and_differs(tmp_path):
+    """`[dmd] sigma_grid = "self-forcing"` trains end to end and changes the losses."""
+    import json
+
+    from tests.train_helpers import run, write_config
+
+    losses = {}
+    for grid in ("exact", "self-forcing"):
+        cfg = write_config(tmp_path / grid, dmd={"critic_ratio": 1, "sigma_grid": grid},
+                           run={"stages": ["self-forcing"]}, self_forcing={"base_steps": 1})
+        r = run("distill", "--config", cfg, "--out", tmp_path / grid / "out")
+        assert r.exit_code == 0, r.output
+        row = json.loads((tmp_path / grid / "out" / "self-forcing" / "log.jsonl").read_text().splitlines()[0])
+        losses[grid] = (row["gen_loss"], row["critic_loss"])
+    assert losses["exact"] != losses["self-forcing"]

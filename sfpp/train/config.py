@@ -73,6 +73,11 @@ class DMDSection:
     max_step: float = 0.98
     timestep_shift: float = 5.0
     critic_ratio: int = 5  # critic updates per generator update
+    # Which sigma the DMD and critic steps use for a timestep t: "exact" (sigma = t / 1000 for noising,
+    # both x0 conversions and the critic target; self-consistent), or "self-forcing": the released
+    # Self-Forcing code's grids (shift-5 noising, shift-8 score wrappers, bf16 network timesteps under
+    # bf16 mixed precision), to reproduce its training; see sfpp/train/sigma_grid.py and docs/training.md.
+    sigma_grid: Literal["exact", "self-forcing"] = "exact"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sfpp.schedule import shift_sigma
+from sfpp.schedule import add_noise, shift_sigma, x0_from_flow
 
 
 def sample_dmd_timesteps(batch: int, gen: torch.Generator, *, min_step: float = 0.02, max_step: float = 0.98,
@@ -48,3 +48,53 @@ def critic_flow_loss(flow_pred: torch.Tensor, noise: torch.Tensor, x0: torch.Ten
 def cfg_flow(cond: torch.Tensor, uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """Classifier-free guidance in Wan's convention: uncond + g (cond - uncond)."""
     return uncond + guidance_scale * (cond - uncond)
+
+
+# ---------------------------------------------------------------------- one DMD / critic step, either sigma convention
+SIGMA_GRIDS = ("exact", "self-forcing")
+
+
+def _plan(t: torch.Tensor, sigma_grid: str, bf16: bool):
+    """(network timestep, noising timestep, score timestep, critic flow scale) for timesteps t (B,).
+
+    Timesteps here are "the t whose sigma = t / 1000 is used" (what `add_noise` / `x0_from_flow` take).
+    """
+    if sigma_grid == "exact":
+        return t, t, t, None
+    from sfpp.train.sigma_grid import sigma_plan
+
+    p = sigma_plan(t, sigma_grid, bf16=bf16)
+    f32 = lambda s: (s * 1000.0).to(t.device, torch.float32)  # noqa: E731 - sigma -> its timestep
+    return p.net_t.to(t.device), f32(p.noise), f32(p.score), p.flow_scale.to(t.device, torch.float32)
+
+
+def dmd_step(x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, fake_flow, real_flow_cond, real_flow_uncond,
+             guidance_scale: float, sigma_grid: str = "exact", bf16: bool = False):
+    """The DMD direction of samples x (B, C, F, H, W) at DMD timesteps t (B,), under no_grad.
+
+    ``*_flow(x_t, t_net) -> flow`` are the critic and the teacher (cond / uncond). ``sigma_grid``:
+    ``exact`` (sigma = t / 1000 everywhere, sfpp's choice) or ``self-forcing`` (the released
+    Self-Forcing code's shift-5 noising and shift-8 score sigmas, and bf16 network timesteps when
+    ``bf16``; `sfpp.train.sigma_grid`). Returns (direction, per-sample normaliser).
+    """
+    net_t, noise_t, score_t, _ = _plan(t, sigma_grid, bf16)
+    x_t = add_noise(x, eps, noise_t)
+    fake_x0 = x0_from_flow(x_t, fake_flow(x_t, net_t), score_t)
+    real = cfg_flow(real_flow_cond(x_t, net_t), real_flow_uncond(x_t, net_t), guidance_scale)
+    real_x0 = x0_from_flow(x_t, real, score_t)
+    return dmd_direction(x.float(), real_x0, fake_x0)
+
+
+def critic_step_loss(x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, *, critic_flow, sigma_grid: str = "exact",
+                     bf16: bool = False) -> torch.Tensor:
+    """The critic's flow-matching loss on samples x at timesteps t (gradient flows into `critic_flow`).
+
+    ``self-forcing``: the reference regresses (sigma8 / sigma5) v, its critic's x0 turned back into a
+    flow with the generator's scheduler, on eps - x0.
+    """
+    net_t, noise_t, _, scale = _plan(t, sigma_grid, bf16)
+    x_t = add_noise(x, eps, noise_t)
+    v = critic_flow(x_t, net_t)
+    if scale is not None:
+        v = v * scale.view(-1, *([1] * (v.ndim - 1)))
+    return critic_flow_loss(v, eps, x)

@@ -13,25 +13,10 @@ from typing import Any
 
 import torch
 
-from sfpp.schedule import add_noise, x0_from_flow
-from sfpp.train.dmd import (
-    cfg_flow,
-    critic_flow_loss,
-    dmd_direction,
-    dmd_loss,
-    sample_dmd_timesteps,
-)
+from sfpp.train.dmd import critic_step_loss, dmd_loss, dmd_step, sample_dmd_timesteps
 from sfpp.train.networks import bidirectional_flow
-from sfpp.train.sampling import (
-    P_CRITIC,
-    P_DMD,
-    P_GEN,
-    P_SHARED,
-    draw_rollout,
-    generator_sample,
-    stage_generator,
-    stage_noise,
-)
+from sfpp.train.sampling import (P_CRITIC, P_DMD, P_GEN, P_SHARED, draw_rollout, generator_sample, stage_generator,
+                                 stage_noise)
 from sfpp.train.update import apply_update
 
 
@@ -43,6 +28,7 @@ class DMDStage:
         self.rollout, self.cache_cfg, self.latent_hw = rollout, cache_cfg, latent_hw
         self.k, self.chunk = rollout.window, rollout.chunk_frames
         self.timesteps = list(rollout.shifted_timesteps)
+        self.bf16 = cfg.run.mixed_precision == "bf16"  # the reference's networks see bf16 timesteps then
 
     # ------------------------------------------------------------------ draws and samples
     def draws(self, step: int, purpose: int) -> dict[str, int]:
@@ -94,12 +80,12 @@ class DMDStage:
                 t, g = self.dmd_t(step, P_GEN, micro)
                 eps = torch.randn(x.shape, generator=g).to(x.device)
                 with torch.no_grad():
-                    x_t = add_noise(x.detach(), eps, t)
-                    fake_x0 = x0_from_flow(x_t, bidirectional_flow(nets.critic, x_t, t, cond), t)
-                    v_c = bidirectional_flow(nets.teacher, x_t, t, cond)
-                    v_u = bidirectional_flow(nets.teacher, x_t, t, uncond)
-                    real_x0 = x0_from_flow(x_t, cfg_flow(v_c, v_u, cfg.dmd.guidance_scale), t)
-                    direction, normaliser = dmd_direction(x.detach().float(), real_x0, fake_x0)
+                    direction, normaliser = dmd_step(
+                        x.detach(), eps, t, guidance_scale=cfg.dmd.guidance_scale, sigma_grid=cfg.dmd.sigma_grid,
+                        bf16=self.bf16,
+                        fake_flow=lambda x_t, tn: bidirectional_flow(nets.critic, x_t, tn, cond),
+                        real_flow_cond=lambda x_t, tn: bidirectional_flow(nets.teacher, x_t, tn, cond),
+                        real_flow_uncond=lambda x_t, tn: bidirectional_flow(nets.teacher, x_t, tn, uncond))
                 loss = dmd_loss(x, direction)
             (loss / cfg.run.grad_accum).backward()
             loss_sum += loss.item()
@@ -123,8 +109,8 @@ class DMDStage:
                     x = self.sample(text, self.noise(step, purpose, micro), draws, with_grad=False).float()
                 t, g = self.dmd_t(step, purpose, micro)
                 eps = torch.randn(x.shape, generator=g).to(x.device)
-                x_t = add_noise(x, eps, t)
-                loss = critic_flow_loss(bidirectional_flow(nets.critic, x_t, t, cond), eps, x)
+                loss = critic_step_loss(x, eps, t, sigma_grid=cfg.dmd.sigma_grid, bf16=self.bf16,
+                                        critic_flow=lambda x_t, tn: bidirectional_flow(nets.critic, x_t, tn, cond))
             (loss / cfg.run.grad_accum).backward()
             loss_sum += loss.item()
         gnorm = apply_update(nets.critic, opt, sched, dist=self.dist, grad_clip=cfg.optim.grad_clip)
