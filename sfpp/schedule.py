@@ -19,17 +19,12 @@ def shift_sigma(sigma: torch.Tensor | float, shift: float) -> torch.Tensor | flo
     return shift * sigma / (1 + (shift - 1) * sigma)
 
 
-def few_step_timesteps(nominal: Sequence[float] = (1000, 750, 500, 250), shift: float = 5.0) -> torch.Tensor:
-    """Warp a nominal few-step list with the shift: [1000, 750, 500, 250] -> [1000, 937.5, 833.3, 625]."""
+def few_step_timesteps(nominal: Sequence[float], shift: float) -> torch.Tensor:
+    """Warp a nominal few-step list with the shift: [1000, 750, 500, 250], 5 -> [1000, 937.5, 833.3, 625].
+
+    The defaults of both live on `sfpp.rollout_config.RolloutConfig` (`shifted_timesteps`)."""
     s = torch.tensor([float(t) for t in nominal], dtype=torch.float64) / NUM_TRAIN_TIMESTEPS
     return (shift_sigma(s, shift) * NUM_TRAIN_TIMESTEPS).to(torch.float32)
-
-
-def nominal_steps(steps: int) -> list[float]:
-    """An evenly spaced nominal list for `steps` steps: 4 -> [1000, 750, 500, 250]."""
-    if steps < 1:
-        raise ValueError("steps must be >= 1")
-    return [NUM_TRAIN_TIMESTEPS * (1 - i / steps) for i in range(steps)]
 
 
 def sigma_of(t: torch.Tensor | float) -> torch.Tensor | float:

@@ -17,10 +17,10 @@ from sfpp.generation import DecodeWriter
 from sfpp.kv_cache import CacheConfig, context_lengths
 from sfpp.noise import SeededNoise
 from sfpp.rollout import chunk_sizes, rollout
-from sfpp.schedule import few_step_timesteps
+from sfpp.rollout_config import RolloutConfig
 from sfpp.vae_stream import StreamingDecoder
 
-TS = few_step_timesteps().tolist()
+TS = list(RolloutConfig().shifted_timesteps)  # Self-Forcing's 4-step list, shifted
 
 
 def _student(debug_components):

@@ -105,7 +105,7 @@ def _train_gaussian():
         for _ in range(5):  # critic: flow matching on generator samples
             with torch.no_grad():
                 x = gen(torch.randn(B, D))
-            t = sample_dmd_timesteps(B, rng)
+            t = sample_dmd_timesteps(B, rng, min_step=0.02, max_step=0.98, shift=5.0)
             s = (t / 1000).view(B, 1)
             eps = torch.randn(B, D)
             loss_c = critic_flow_loss(critic.flow((1 - s) * x + s * eps, s), eps, x)
@@ -113,7 +113,7 @@ def _train_gaussian():
             loss_c.backward()
             c_opt.step()
         x = gen(torch.randn(B, D))
-        t = sample_dmd_timesteps(B, rng)
+        t = sample_dmd_timesteps(B, rng, min_step=0.02, max_step=0.98, shift=5.0)
         s = (t / 1000).view(B, 1)
         x_t = ((1 - s) * x + s * torch.randn(B, D)).detach()
         with torch.no_grad():
@@ -133,7 +133,7 @@ def _train_gaussian():
 
 
 def test_timestep_sampling_is_shifted_and_clamped():
-    t = sample_dmd_timesteps(20000, torch.Generator().manual_seed(0))
+    t = sample_dmd_timesteps(20000, torch.Generator().manual_seed(0), min_step=0.02, max_step=0.98, shift=5.0)
     assert t.min() >= 20 and t.max() <= 980
     # shift 5 pushes mass to high noise: median of shift(u) for u~U(0,1) is 5*0.5/(1+4*0.5) = 833
     assert abs(t.median().item() - 833.3) < 15

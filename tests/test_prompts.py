@@ -14,10 +14,10 @@ from sfpp.kv_cache import CacheConfig
 from sfpp.noise import SeededNoise
 from sfpp.prompts import PromptEntry, load_schedule_file, parse_schedule
 from sfpp.rollout import rollout
-from sfpp.schedule import few_step_timesteps
+from sfpp.rollout_config import RolloutConfig
 from sfpp.video import read_mp4
 
-TS = few_step_timesteps().tolist()
+TS = list(RolloutConfig().shifted_timesteps)  # Self-Forcing's 4-step list, shifted
 runner = CliRunner()
 
 

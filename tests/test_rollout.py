@@ -9,7 +9,7 @@ from sfpp.noise import SeededNoise
 from sfpp.rollout import GradPolicy, chunk_sizes, rollout
 from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
 
-TS = few_step_timesteps().tolist()
+TS = list(RolloutConfig().shifted_timesteps)  # Self-Forcing's 4-step list, shifted
 
 
 @pytest.fixture()

@@ -1,12 +1,13 @@
 import torch
 
-from sfpp.schedule import add_noise, few_step_timesteps, nominal_steps, x0_from_flow
+from sfpp.rollout_config import nominal_steps
+from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
 
 
 def test_default_schedule_is_self_forcing_warped_list():
     ts = few_step_timesteps([1000, 750, 500, 250], 5.0)
     assert torch.allclose(ts, torch.tensor([1000.0, 937.5, 833.3333, 625.0]), atol=1e-3)
-    assert nominal_steps(4) == [1000, 750, 500, 250]
+    assert nominal_steps(4) == (1000, 750, 500, 250)
 
 
 def test_flow_parametrisation_round_trip():

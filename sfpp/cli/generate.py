@@ -43,7 +43,8 @@ def generate_cmd(
     rope: RopeOpt = None,
     context_noise: ContextNoiseOpt = None,
     out: Annotated[Optional[str], typer.Option(
-        "--out", "-o", help="Output .mp4; a .json sidecar goes next to it (default: outputs/<prompt>-s<seed>.mp4).",
+        "--out", "-o", help="Output .mp4; a .json sidecar goes next to it (default: a file in outputs/ named "
+        "after the prompt and the seed).",
         show_default=False)] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,

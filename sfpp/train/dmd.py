@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from sfpp.schedule import add_noise, shift_sigma, x0_from_flow
 
 
-def sample_dmd_timesteps(batch: int, gen: torch.Generator, *, min_step: float = 0.02, max_step: float = 0.98,
-                         shift: float = 5.0) -> torch.Tensor:
+def sample_dmd_timesteps(batch: int, gen: torch.Generator, *, min_step: float, max_step: float,
+                         shift: float) -> torch.Tensor:
     """One timestep per sample (shared by all frames): uniform integer, shifted, clamped. Shape (B,)."""
     t = torch.randint(0, 1000, (batch,), generator=gen).double() / 1000.0
     t = shift_sigma(t, shift).clamp(min_step, max_step)
