@@ -7,7 +7,8 @@ from sfpp.causal import CausalWan
 from sfpp.kv_cache import CacheConfig
 from sfpp.noise import SeededNoise
 from sfpp.rollout import GradPolicy, chunk_sizes, rollout
-from sfpp.schedule import add_noise, few_step_timesteps, x0_from_flow
+from sfpp.rollout_config import RolloutConfig
+from sfpp.schedule import add_noise, x0_from_flow
 
 TS = list(RolloutConfig().shifted_timesteps)  # Self-Forcing's 4-step list, shifted
 
