@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from sfpp.cli._common import console, parse_duration_seconds, print_table, user_errors
-from sfpp.evaluate.metrics import GROUPS, METRICS
 
 _HELP = """Score runs of MP4s per time window, per video and per run.
 
@@ -29,8 +29,6 @@ raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358b
 amt_model/amt-s.pth, ViCLIP/ViClip-InternVid-10M-FLT.pth + ViCLIP/bpe_simple_vocab_16e6.txt.gz.
 '--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY).
 Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors.
-
-Metrics: {metrics}. Groups: {groups}.
 """
 
 
@@ -104,7 +102,32 @@ def evaluate_cmd(
         raise typer.Exit(code=1)
 
 
-# Typer keeps single line breaks inside a paragraph: join each paragraph's lines for the terminal to wrap.
-evaluate_cmd.__doc__ = "\n\n".join(
-    " ".join(par.split("\n")) for par in _HELP.format(metrics=", ".join(METRICS), groups=", ".join(GROUPS)).split("\n\n")
-)
+def _paragraphs(text: str) -> str:
+    """Typer keeps single line breaks inside a paragraph: join each paragraph's lines for the terminal to wrap."""
+    return "\n\n".join(" ".join(par.split("\n")) for par in text.strip().split("\n\n"))
+
+
+evaluate_cmd.__doc__ = _paragraphs(_HELP)
+
+
+def _metrics_paragraph() -> str:
+    from sfpp.evaluate.metrics import GROUPS, METRICS
+
+    return f"Metrics: {', '.join(METRICS)}. Groups: {', '.join(GROUPS)}."
+
+
+class EvaluateCommand(TyperCommand):
+    """`sfpp evaluate`, whose help lists the metric registry.
+
+    The registry lives in `sfpp.evaluate`, which imports numpy and the metric code: it is read
+    only when this command's own help is shown, never for `sfpp --help` (whose command list uses
+    the first paragraph, `short_help`) or for running another command.
+    """
+
+    def format_help(self, ctx, formatter) -> None:
+        if self.help is not None and "Metrics: " not in self.help:
+            self.help = f"{self.help}\n\n{_metrics_paragraph()}"
+        super().format_help(ctx, formatter)
+
+
+SHORT_HELP = _HELP.strip().split("\n\n")[0]

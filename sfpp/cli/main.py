@@ -8,8 +8,8 @@ import typer
 
 from sfpp.cli import bench as _bench
 from sfpp.cli import convert as _convert
-from sfpp.cli import evaluate as _evaluate
 from sfpp.cli import distill as _distill
+from sfpp.cli import evaluate as _evaluate
 from sfpp.cli import generate as _generate
 from sfpp.cli import rollout as _rollout
 from sfpp.cli import toyworld as _toyworld
@@ -25,7 +25,7 @@ app = typer.Typer(
 app.command("generate")(_generate.generate_cmd)
 app.command("distill")(_distill.distill_cmd)
 app.command("rollout")(_rollout.rollout_cmd)
-app.command("evaluate")(_evaluate.evaluate_cmd)
+app.command("evaluate", cls=_evaluate.EvaluateCommand, short_help=_evaluate.SHORT_HELP)(_evaluate.evaluate_cmd)
 app.command("convert")(_convert.convert_cmd)
 app.command("bench")(_bench.bench_cmd)
 app.add_typer(_toyworld.app, name="toyworld")

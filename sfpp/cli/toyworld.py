@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from sfpp.cli._common import console, print_table, user_errors
 
@@ -26,7 +25,13 @@ def train_teacher_cmd(
     init: Annotated[Optional[str], typer.Option("--init", help="Continue from an earlier teacher.safetensors.")] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from sfpp.errors import SfppError
     from sfpp.toyworld.teacher import TeacherConfig, train_teacher
@@ -91,6 +96,8 @@ def oracle_cmd(
 
     A sidecar's prompt wins over --prompt. The table goes to stdout, whole (never cut).
     """
+    from rich.table import Table
+
     from sfpp.errors import SfppError
     from sfpp.toyworld.oracle import score_paths
 
@@ -183,6 +190,8 @@ def switch_cmd(
     out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/switch",
 ) -> None:
     """Prompt switch on the toy model: frames before it identical? chunks until the oracle sees the new prompt?"""
+    from rich.table import Table
+
     from sfpp.errors import SfppError
     from sfpp.toyworld.compare import switch_test
 

@@ -5,23 +5,27 @@
     write_outputs(ev, "eval-out")   # results.json, windows.csv, summary.csv, plots/*.png
 
 Offline metrics need no weights; VBench metrics load local weights (`weights_dir`); the
-Visual Stability judge calls Gemini through google-genai.
+Visual Stability judge calls Gemini through google-genai. The names below are imported on first
+use, so importing a submodule (e.g. the metric registry for ``--help``) stays light.
 """
 
-from sfpp.evaluate.metrics import GROUPS, METRICS, OFFLINE_METRICS, VBENCH_METRICS, MetricSpec, resolve_metrics
-from sfpp.evaluate.report import render_table, write_outputs
-from sfpp.evaluate.runner import EvaluateConfig, Evaluation, evaluate_runs
+from __future__ import annotations
 
-__all__ = [
-    "EvaluateConfig",
-    "Evaluation",
-    "GROUPS",
-    "METRICS",
-    "MetricSpec",
-    "OFFLINE_METRICS",
-    "VBENCH_METRICS",
-    "evaluate_runs",
-    "render_table",
-    "resolve_metrics",
-    "write_outputs",
-]
+_LAZY = {
+    "GROUPS": "sfpp.evaluate.metrics", "METRICS": "sfpp.evaluate.metrics", "OFFLINE_METRICS": "sfpp.evaluate.metrics",
+    "VBENCH_METRICS": "sfpp.evaluate.metrics", "MetricSpec": "sfpp.evaluate.metrics",
+    "resolve_metrics": "sfpp.evaluate.metrics", "render_table": "sfpp.evaluate.report",
+    "write_outputs": "sfpp.evaluate.report", "EvaluateConfig": "sfpp.evaluate.runner",
+    "Evaluation": "sfpp.evaluate.runner", "evaluate_runs": "sfpp.evaluate.runner",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sfpp.evaluate' has no attribute {name!r}")
