@@ -27,7 +27,10 @@ from sfpp.train.config import STAGES, DistillConfig, parse_budget
 
 
 def _accelerator(cfg: DistillConfig):
-    from accelerate import Accelerator
+    try:
+        from accelerate import Accelerator
+    except ImportError:  # the [train] extra
+        raise SfppError("sfpp distill needs accelerate: pip install 'sfpp[train]'") from None
 
     device = cfg.run.device
     cpu = device == "cpu" or (device is None and not __import__("torch").cuda.is_available())

@@ -94,8 +94,8 @@ def add_lora(transformer: torch.nn.Module, *, rank: int, alpha: float | None, ta
     """
     try:
         from peft import LoraConfig, inject_adapter_in_model
-    except ImportError:  # pragma: no cover - peft is a dependency
-        raise SfppError("LoRA training needs peft: pip install peft") from None
+    except ImportError:  # the [train] extra
+        raise SfppError("LoRA training needs peft: pip install 'sfpp[train]'") from None
     cfg = LoraConfig(r=rank, lora_alpha=float(alpha if alpha is not None else rank), lora_dropout=dropout,
                      target_modules=list(target_modules), bias="none", init_lora_weights=True)
     with torch.random.fork_rng(devices=[]):

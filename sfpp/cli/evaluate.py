@@ -70,6 +70,13 @@ def evaluate_cmd(
     from sfpp.evaluate.report import missing_aggregate_notes
 
     with user_errors():
+        import importlib.util
+
+        from sfpp.errors import SfppError
+
+        missing = [m for m in ("cv2", "matplotlib") if importlib.util.find_spec(m) is None]
+        if missing:  # before any work: the offline metrics and the plots need them
+            raise SfppError(f"sfpp evaluate needs {' and '.join(missing)}: pip install 'sfpp[eval]'")
         cfg = EvaluateConfig(
             metrics=tuple(metric or ()),
             window_s=parse_duration_seconds(window, what="--window"),

@@ -132,7 +132,7 @@ class GeminiJudge:
             try:
                 from google import genai
             except ImportError:
-                raise SfppError("visual_stability needs google-genai; run: pip install google-genai") from None
+                raise SfppError("visual_stability needs google-genai: pip install 'sfpp[judge]'") from None
             client = genai.Client(api_key=key)
         self.client = client
 

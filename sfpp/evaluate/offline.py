@@ -49,10 +49,10 @@ class FlowConfig:
 def _cv2():
     try:
         import cv2
-    except ImportError:  # pragma: no cover - dependency of the package
+    except ImportError:  # the [eval] extra
         from sfpp.errors import SfppError
 
-        raise SfppError("offline metrics need OpenCV; run: pip install opencv-python-headless") from None
+        raise SfppError("offline metrics need OpenCV: pip install 'sfpp[eval]'") from None
     return cv2
 
 

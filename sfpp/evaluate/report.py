@@ -106,7 +106,12 @@ def write_csv(ev: Evaluation, out: Path) -> tuple[Path, Path]:
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
     """One PNG per windowed metric (x: time in seconds, one line per run), plus per-frame flow."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the [eval] extra
+        from sfpp.errors import SfppError
+
+        raise SfppError("plots need matplotlib: pip install 'sfpp[eval]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -89,7 +89,12 @@ def _same_video(path: Path, prompt: str, seed: int, seconds: float, sha256: str 
 
 
 def _plot(results: dict, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the [eval] extra
+        from sfpp.errors import SfppError
+
+        raise SfppError("plots need matplotlib: pip install 'sfpp[eval]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -253,7 +253,7 @@ class Distiller:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(self.dir / "tb"))
-            except ImportError:  # pragma: no cover - tensorboard is a dependency
+            except ImportError:  # the [train] extra; without it, log.jsonl only
                 self.tb = False
         if self.tb:
             for k, v in metrics.items():
