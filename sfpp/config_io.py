@@ -79,11 +79,12 @@ def _convert(tp, value, where: str):
 
 
 def load_config(cls: type[T], path: str | Path) -> T:
+    from sfpp.files import read_text_file
+
     path = Path(path)
-    if not path.is_file():
-        raise SfppError(f"config file {path} does not exist")
+    text = read_text_file(path, what="config file", hint="give a TOML run config, e.g. examples/distill_debug.toml")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SfppError(f"config file {path} is not valid TOML: {e}") from None
     return from_dict(cls, data)

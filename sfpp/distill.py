@@ -24,6 +24,7 @@ from typing import Callable
 from sfpp.config_io import load_config, to_dict, to_toml
 from sfpp.errors import SfppError
 from sfpp.train.config import STAGES, DistillConfig, parse_budget
+from sfpp.train.state import CheckpointManager, verify_exports
 
 
 def _accelerator(cfg: DistillConfig):
@@ -110,8 +111,14 @@ def distill(
             earlier = [s for s in order[: order.index(st)] if (out / s / "student.safetensors").is_file()]
             prev = out / earlier[-1] / "student.safetensors" if earlier else None
         total = max(1, round(mult * cfg.base_steps(st)))
+        # With --resume every stage continues from where it stands: a finished stage is skipped (its
+        # exports verified), an interrupted one resumes from its last checkpoint, a later one starts.
+        done = (out / st / "done.json").is_file()
+        if done:
+            verify_exports(out / st)
+        started = CheckpointManager(out / st / "checkpoints").latest() is not None
         tr = Distiller(cfg, stage=st, out=out, total_steps=total, accelerator=acc, config_dir=cdir,
-                       resume=resume or (out / st / "done.json").is_file(), student_init=prev, on_log=on_log)
+                       resume=done or (resume and started), student_init=prev, on_log=on_log)
         from sfpp.train.samples import write_sample
 
         results[st] = tr.run(sample_fn=write_sample)

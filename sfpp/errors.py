@@ -19,6 +19,12 @@ class SfppError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class OutputError(SfppError):
+    """Writing an output failed (a full disk, a broken pipe): one line, exit code 1, nothing half-written."""
+
+    exit_code = 1
+
+
 class SfppWarning(UserWarning):
     """A one-line notice for the user (the work goes on)."""
 

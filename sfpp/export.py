@@ -17,14 +17,7 @@ from typing import Any
 import torch
 
 from sfpp.checkpoints import save_student
-from sfpp.convert import (
-    ForeignCheckpoint,
-    check_fits,
-    infer_preset,
-    num_layers,
-    read_foreign,
-    read_lora,
-)
+from sfpp.convert import ForeignCheckpoint, check_fits, infer_preset, num_layers, read_foreign, read_lora
 from sfpp.errors import SfppError
 from sfpp.lora import merge_lora
 from sfpp.presets import get_preset, transformer_config

@@ -23,7 +23,8 @@ from typing import Callable
 import torch
 
 from sfpp._version import __version__
-from sfpp.errors import SfppError
+from sfpp.errors import OutputError, SfppError
+from sfpp.interrupts import Interrupted, interruptible
 from sfpp.noise import SeededNoise
 from sfpp.presets import get_preset
 from sfpp.rollout import ChunkResult, rollout
@@ -51,9 +52,46 @@ def sidecar_path(video: Path) -> Path:
 
 
 def write_json_atomic(path: Path, data) -> None:
+    """Write JSON through a temporary file and a rename: the target keeps its old content on any failure."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        _write_synced(tmp, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"writing {path} failed ({e.strerror or e})") from None
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def publish(writer: Mp4Writer, side: Path, data: dict) -> None:
+    """Publish a finished video and its sidecar together: both, or neither (the targets keep what they held).
+
+    The writer must be finished (`Mp4Writer.finish`). The sidecar is written to a temporary file first;
+    only when that succeeded are the video and then the sidecar renamed into place.
+    """
+    tmp = side.with_name(side.name + ".tmp")
+    try:
+        _write_synced(tmp, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        writer.abort()
+        raise OutputError(f"writing {side} failed ({e.strerror or e}); nothing was replaced") from None
+    try:
+        writer.publish()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        os.replace(tmp, side)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"writing {side} failed ({e.strerror or e})") from None
 
 
 def default_out_path(prompt: str, seed: int) -> Path:
@@ -96,19 +134,34 @@ def generate(
     slug_text = entries[0].text
     spec = replace(spec or VideoSpec(), **overrides)
     rs = resolve_spec(spec)
+    check_schedule(entries, rs)
     if loaded is None:  # a caller that passes a loaded model has resolved (and shown) these already
         emit_warnings(rs)
     out_path = check_output_path(Path(out) if out else default_out_path(slug_text, rs.seed), suffix=".mp4")
-    with torch_threads(rs.threads):
+    with torch_threads(rs.threads), interruptible():
         t0 = time.perf_counter()
         lm = loaded or load_model(rs)
         t_load = time.perf_counter() - t0
-        timings = _generate_into(prompt, rs, lm, out_path, progress)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        timings, writer = _generate_into(prompt, rs, lm, out_path, progress)
         timings["load_s"] = t_load
         total = time.perf_counter() - t0
         side = sidecar_path(out_path)
-        write_json_atomic(side, _sidecar(prompt, rs, lm, timings, total))
+        publish(writer, side, _sidecar(prompt, rs, lm, timings, total))
     return GenerateResult(out_path, side, rs.num_frames, rs.fps, total, rs.num_frames / max(timings["generate_s"], 1e-9))
+
+
+def chunk_start_seconds(rs: ResolvedSpec) -> list[float]:
+    """Video time at which each chunk of a generation starts (where a prompt switch can take effect)."""
+    codec = get_preset(rs.model).codec
+    return [codec.pixel_frames(f0) / rs.fps if f0 else 0.0 for f0 in range(0, rs.latent_frames, rs.chunk_frames)]
+
+
+def check_schedule(entries, rs: ResolvedSpec) -> None:
+    """A prompt schedule whose switches all take effect inside this video (else one clear error)."""
+    from sfpp.prompts import check_schedule_fits
+
+    check_schedule_fits(list(entries), chunk_start_seconds(rs), rs.seconds)
 
 
 class torch_threads:
@@ -300,8 +353,14 @@ def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
 
 
 def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Path, progress: ProgressFn | None,
-                   hook: Callable[[ChunkResult], None] | None = None) -> dict:
+                   hook: Callable[[ChunkResult], None] | None = None) -> tuple[dict, Mp4Writer]:
     """Run the rollout, decoding and writing each chunk; `hook` sees every finished chunk too.
+
+    Returns the timings and the finished (checked, not yet published) writer: the caller publishes
+    the video together with its sidecar (`publish`). Interrupted (Ctrl-C, SIGTERM): the frames done
+    so far are finished as ``NAME.partial.mp4`` with a ``NAME.partial.json`` sidecar saying so
+    (``partial: true``, frames written, reason), and `Interrupted` is raised with them in ``kept``.
+    Any other failure removes the temporary file; the target keeps what it held.
 
     Decoding/writing overlaps the next chunk's denoising when ``rs.fast.overlap`` (GPUs by default).
     With ``rs.fast.compile`` every (context, chunk) shape is compiled first, on throw-away noise,
@@ -344,7 +403,11 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
         sink.close()
         if writer.frames != rs.num_frames:  # pragma: no cover - guarded by resolve_spec's arithmetic
             raise RuntimeError(f"wrote {writer.frames} frames, expected {rs.num_frames}")
-        writer.close()
+        writer.finish()
+    except (Interrupted, KeyboardInterrupt) as e:
+        stop = e if isinstance(e, Interrupted) else Interrupted(2)
+        _keep_partial(prompt, rs, lm, writer, stop, time.perf_counter() - t_start)
+        raise stop from None
     except BaseException:
         writer.abort()
         raise
@@ -358,7 +421,25 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
         "decode_overlapped": sink.overlap,
         "compile_warmup": warm,
         "torch_threads": torch.get_num_threads(),
-    }
+    }, writer
+
+
+def _keep_partial(prompt, rs: ResolvedSpec, lm: LoadedModel, writer: Mp4Writer, stop: Interrupted,
+                  seconds: float) -> None:
+    """Finish the frames written so far as ``NAME.partial.mp4`` + ``NAME.partial.json`` (best effort)."""
+    kept = writer.finish_partial()
+    stop.frames = writer.frames if kept is not None else 0
+    if kept is None:
+        return
+    data = _sidecar(prompt, rs, lm, {"generate_s": seconds, "torch_threads": torch.get_num_threads()}, seconds)
+    data.update(partial=True, num_frames=writer.frames, seconds=writer.frames / rs.fps, frames_planned=rs.num_frames,
+                interrupted_by=stop.reason)
+    side = sidecar_path(kept)
+    try:
+        write_json_atomic(side, data)
+        stop.kept = [kept, side]
+    except OutputError:
+        stop.kept = [kept]
 
 
 def _sidecar(prompt, rs: ResolvedSpec, lm: LoadedModel, timings: dict, total: float) -> dict:

@@ -64,7 +64,6 @@ class Components:
     tokenizer: Any
     source: str  # where the weights came from (a path, or "built in code")
     codec: Any = None  # pixels <-> latents; default: Wan's VAE (`vae`)
-    files: dict[str, Path] = field(default_factory=dict)  # role -> weight file read (hashed into sidecars)
 
     def __post_init__(self) -> None:
         if self.codec is None:
@@ -134,9 +133,7 @@ def build_toy_components() -> Components:
     transformer = new_toy_transformer(0)
     student = TOY_ASSETS / "student.safetensors"
     source = "toy (random init: no bundled student)"
-    files = {}
     if student.is_file():
-        files["student"] = student
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
@@ -146,9 +143,15 @@ def build_toy_components() -> Components:
         from safetensors.torch import load_file
 
         text_encoder.load_state_dict(load_file(str(enc_file)))
-        files["text_encoder"] = enc_file
-    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec(),
-                      files=files)
+    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
+
+
+def bundled_files(preset: ModelPreset) -> dict[str, Path]:
+    """Role -> weight file shipped in the package that a built-in preset loads (the toy model's)."""
+    if preset.name != "toy":
+        return {}
+    files = {"student": TOY_ASSETS / "student.safetensors", "text_encoder": TOY_ASSETS / "text_encoder.safetensors"}
+    return {k: v for k, v in files.items() if v.is_file()}
 
 
 # ---------------------------------------------------------------------- diffusers folders
@@ -200,11 +203,18 @@ def load_diffusers_components(root: Path, *, dtype=None) -> Components:
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SfppError(f"could not load weights from {root}: {first}") from None
+    return Components(transformer.eval(), vae.eval(), text_encoder.eval(), tokenizer, source=str(root))
+
+
+def diffusers_weight_files(root: Path) -> dict[str, Path]:
+    """``sub/name`` -> weight file of a diffusers-layout folder (transformer, VAE, text encoder)."""
     files = {}
     for sub, names in _WEIGHT_FILES.items():
-        for f in sorted((root / sub).glob("*.safetensors")) or [root / sub / n for n in names if (root / sub / n).is_file()]:
+        found = sorted((root / sub).glob("*.safetensors")) or [root / sub / n for n in names
+                                                               if (root / sub / n).is_file()]
+        for f in found:
             files[f"{sub}/{f.name}"] = f
-    return Components(transformer.eval(), vae.eval(), text_encoder.eval(), tokenizer, source=str(root), files=files)
+    return files
 
 
 # ---------------------------------------------------------------------- registry

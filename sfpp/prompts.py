@@ -23,12 +23,14 @@ the new prompt over a few chunks.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from sfpp.errors import SfppError
+from sfpp.files import read_text_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _MARK = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*$")
+_ANY_MARK = re.compile(r"\[[^\[\]]*\]\s*$")  # a trailing [...] group: a switch time, or a mistyped one
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class PromptEntry:
 
 def _seconds(v, where: str) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if not math.isfinite(v) or v < 0:
+            raise SfppError(f"{where}: time must be a finite number of seconds >= 0, got {v!r}")
         return float(v)
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*s?\s*", str(v))
     if not m:
@@ -72,6 +77,11 @@ def parse_schedule(text: str) -> list[PromptEntry]:
     if text is None or not str(text).strip():
         return _validate([PromptEntry(0.0, "")])
     parts = [p.strip() for p in str(text).split("|")]
+    for p in parts:  # a trailing [...] is always read as a switch time: a mistyped one is an error, not prompt text
+        bad = _ANY_MARK.search(p)
+        if bad and not _MARK.search(p):
+            raise SfppError(f"{bad.group(0).strip()!r} in {p!r} is not a switch time; write times like '[20s]' "
+                            "(or end the prompt with something other than brackets)")
     if len(parts) == 1 and not _MARK.search(parts[0]):
         return _validate([PromptEntry(0.0, parts[0])])
     entries = []
@@ -85,9 +95,7 @@ def parse_schedule(text: str) -> list[PromptEntry]:
 
 def load_schedule_file(path: str | Path) -> list[PromptEntry]:
     p = Path(path)
-    if not p.is_file():
-        raise SfppError(f"prompt schedule file {p} does not exist")
-    raw = p.read_text(encoding="utf-8")
+    raw = read_text_file(p, what="prompt schedule file", hint="give a TOML or JSON schedule (see --help)")
     try:
         data = json.loads(raw) if p.suffix.lower() == ".json" else tomllib.loads(raw).get("prompt", [])
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
@@ -108,6 +116,15 @@ def schedule_to_string(entries: list[PromptEntry]) -> str:
     return " | ".join(f"{e.text}[{e.at:g}s]" for e in entries)
 
 
+def check_schedule_fits(entries: list[PromptEntry], chunk_starts_s: list[float], seconds: float) -> None:
+    """Every switch must take effect inside the video: some chunk must start at or after its time."""
+    last = max(chunk_starts_s) if chunk_starts_s else 0.0
+    for e in entries[1:]:
+        if e.at > last + 1e-9:
+            raise SfppError(f"the prompt switch at {e.at:g}s would never be used: the {seconds:g} s video's last "
+                            f"chunk starts at {last:g}s; switch earlier or make the video longer")
+
+
 def chunk_prompt_index(entries: list[PromptEntry], frame_start_seconds: float) -> int:
     """Index of the entry in force for a chunk starting at `frame_start_seconds`."""
     idx = 0
@@ -120,9 +137,7 @@ def chunk_prompt_index(entries: list[PromptEntry], frame_start_seconds: float) -
 def read_prompt_lines(path: str | Path, *, hint: str = "give a text file with one prompt per line") -> list[str]:
     """Prompts from a text file: one per line; blank lines and ``#`` comments skipped."""
     p = Path(path)
-    if not p.is_file():
-        raise SfppError(f"prompts file {p} does not exist; {hint}")
-    prompts = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    prompts = [ln.strip() for ln in read_text_file(p, what="prompts file", hint=hint).splitlines()]
     prompts = [ln for ln in prompts if ln and not ln.startswith("#")]
     if not prompts:
         raise SfppError(f"prompts file {p} is empty; write one prompt per line")

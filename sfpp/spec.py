@@ -130,6 +130,32 @@ class ResolvedSpec:
 
 
 DEFAULT_MODEL = "toy"
+MAX_SECONDS = 24 * 3600  # a day of video: more is a typo (1e308) rather than a plan
+MAX_FPS = 240
+
+
+def check_device(device: str) -> str:
+    """A device string torch understands and this machine has, or one clear error."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"(cpu|cuda|mps)(:\d+)?", device.strip()):
+        raise SfppError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
+    device = device.strip()
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise SfppError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif kind == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise SfppError("--device mps was asked for but MPS is not available here; use --device cpu")
+    return device
 
 
 def default_model(name: str | None) -> str:
@@ -179,17 +205,21 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     if spec.seconds is not None and spec.frames is not None:
         raise SfppError("give either --seconds or --frames, not both")
     fps = spec.fps if spec.fps is not None else preset.fps
-    if fps <= 0:
-        raise SfppError(f"--fps must be positive, got {fps}")
+    if isinstance(fps, bool) or not isinstance(fps, int) or not 0 < fps <= MAX_FPS:
+        raise SfppError(f"--fps must be a whole number between 1 and {MAX_FPS}, got {fps}")
     if spec.frames is not None:
-        num_frames = int(spec.frames)
-        if num_frames <= 0:
+        num_frames = spec.frames
+        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames <= 0:
             raise SfppError(f"--frames must be a positive number, got {spec.frames}")
     else:
         seconds = spec.seconds if spec.seconds is not None else 5.0
-        if not (seconds > 0) or math.isinf(seconds):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (seconds > 0) \
+                or not math.isfinite(seconds):
             raise SfppError(f"--seconds must be a positive number, got {spec.seconds}")
-        num_frames = max(1, round(seconds * fps))
+        num_frames = max(1, round(seconds * fps)) if seconds <= MAX_SECONDS else MAX_SECONDS * fps + 1
+    if num_frames > MAX_SECONDS * fps:
+        raise SfppError(f"{num_frames} frames at {fps} fps is more than {MAX_SECONDS // 3600} hours of video; "
+                        "ask for less (or generate it in parts)")
     codec = preset.codec
     if need_weights:
         tcfg = transformer_config(preset, spec.weights, need_weights=preset.source != "build")
@@ -225,12 +255,7 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
         warnings.append(f"the video is longer than the RoPE table ({rope_max} latent frames), so --rope auto uses "
                         f"relative positions: the {ro.sink} sink frames sit right before the recent frames")
     cache = ro.cache(rope)
-    device = spec.device or _default_device()
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SfppError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    device = check_device(spec.device or _default_device())
     dtype = spec.dtype or ("bfloat16" if device.startswith("cuda") and preset.source != "build" else "float32")
     if dtype not in DTYPE_NAMES:
         raise SfppError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
@@ -293,35 +318,56 @@ class LoadedModel:
     fast_paths: dict[str, Any] = field(default_factory=dict)  # what `apply_fast_paths` applied
 
 
+def weight_files(rs: ResolvedSpec) -> dict[str, Path]:
+    """Role -> every weight file a generation of `rs` reads (what `load_model` hashes), without loading.
+
+    Presets built in code: their bundled files (none for ``debug``); diffusers presets: the weight
+    files of the transformer, VAE and text encoder; then the student checkpoint and the LoRA file.
+    """
+    from sfpp.checkpoints import checkpoint_file
+    from sfpp.presets import bundled_files, diffusers_weight_files
+
+    preset = get_preset(rs.model)
+    files = bundled_files(preset) if preset.source == "build" else diffusers_weight_files(Path(rs.weights))
+    if rs.checkpoint:
+        files["student"] = checkpoint_file(rs.checkpoint)
+    if rs.lora:
+        files["lora"] = checkpoint_file(rs.lora)
+    return files
+
+
+def weights_sha256(rs: ResolvedSpec) -> dict[str, str]:
+    """SHA-256 of every file in `weight_files` (cached by path, size and mtime in ``$SFPP_HOME``)."""
+    from sfpp.home import cached_sha256
+
+    return {role: cached_sha256(p) for role, p in weight_files(rs).items()}
+
+
 def load_model(rs: ResolvedSpec) -> LoadedModel:
     """Build/load the preset's modules, apply a student checkpoint and the fast paths, move to the device."""
     from sfpp.causal import CausalWan
-    from sfpp.checkpoints import checkpoint_file, load_into, read_checkpoint
+    from sfpp.checkpoints import load_into, read_checkpoint
     from sfpp.fastpath import apply_fast_paths
-    from sfpp.home import cached_sha256
 
     preset = get_preset(rs.model)
     dtype = torch_dtype(rs.dtype)
     comps = load_components(preset, weights=rs.weights, dtype=dtype)
-    files = dict(comps.files)
     ckpt_cfg: dict[str, Any] = {}
     if rs.checkpoint:
         state, ckpt_cfg = read_checkpoint(rs.checkpoint)
         load_into(comps.transformer, state, source=rs.checkpoint)
-        files["student"] = checkpoint_file(rs.checkpoint)
     if rs.lora:
         from sfpp.convert import read_lora
         from sfpp.lora import merge_lora
 
         merged = merge_lora(comps.transformer.state_dict(), read_lora(rs.lora))
         load_into(comps.transformer, merged, source=rs.lora)
-        files["lora"] = checkpoint_file(rs.lora)
     comps.to(rs.device, dtype)
     if rs.dtype != "float32":
         comps.text_encoder.to(dtype)
     student = CausalWan(comps.transformer).eval()
     applied = apply_fast_paths(student, rs.fast)
-    hashes = {role: cached_sha256(p) for role, p in files.items()}
+    hashes = weights_sha256(rs)
     return LoadedModel(student, comps.codec, comps.text_encoder, comps.tokenizer, comps.source,
                        hashes.get("student"), ckpt_cfg, hashes, applied)
 

@@ -196,7 +196,8 @@ def test_generate_output_is_identical_with_and_without_overlap(tmp_path):
     vids = []
     for overlap in (False, True):
         path = tmp_path / f"o{int(overlap)}.mp4"
-        t = _generate_into("a red ball", replace(rs, fast=replace(rs.fast, overlap=overlap)), lm, path, None)
+        t, writer = _generate_into("a red ball", replace(rs, fast=replace(rs.fast, overlap=overlap)), lm, path, None)
+        writer.publish()
         assert t["decode_overlapped"] is overlap and t["time_to_first_frame_s"] > 0
         vids.append(read_mp4(path)[0])
     assert vids[0].shape == (21, 32, 48, 3) and np.array_equal(vids[0], vids[1])

@@ -213,3 +213,43 @@ def test_seed_override_is_saved_and_changes_the_run(tmp_path):
     w = {k: load_file(str(outs[k] / "self-forcing" / "student.safetensors")) for k in outs}
     assert any(not torch.equal(w["a"][k], w["b"][k]) for k in w["a"])  # another seed, another run
     assert all(torch.equal(w["b"][k], w["c"][k]) for k in w["b"])  # same seed, same run
+
+
+def test_resume_finishes_a_multi_stage_run_killed_in_its_second_stage(tmp_path):
+    """SIGKILL in stage 2 of 3; `--resume` skips stage 1 (exports verified), resumes 2, runs 3: same weights."""
+    cfg = write_config(tmp_path, self_forcing={"base_steps": 4})
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+    def proc(out, *extra):
+        return subprocess.Popen([sys.executable, "-m", "sfpp.cli.main", "distill", "--config", str(cfg), "--out",
+                                 str(out), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    ref = proc(tmp_path / "ref")
+    assert ref.wait(600) == 0, ref.stdout.read().decode()[-2000:]
+    out = tmp_path / "killed"
+    p = proc(out)
+    latest = out / "self-forcing" / "checkpoints" / "latest"
+    deadline = time.time() + 400
+    while time.time() < deadline and p.poll() is None:
+        if latest.is_file() and latest.read_text().strip() >= "step_000002":
+            break
+        time.sleep(0.002)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert (out / "ode" / "done.json").is_file() and not (out / "self-forcing" / "done.json").exists()
+    assert not (out / "extended").exists()
+    ode_before = (out / "ode" / "student.safetensors").stat().st_mtime_ns
+    # without --resume the run is refused (nothing touched); with it, every stage finishes
+    r = proc(out)
+    assert r.wait(120) == 2 and b"--resume" in r.stdout.read()
+    r = proc(out, "--resume")
+    assert r.wait(600) == 0, r.stdout.read().decode()[-2000:]
+    assert (out / "ode" / "student.safetensors").stat().st_mtime_ns == ode_before  # skipped, not redone
+    for stage in ("ode", "self-forcing", "extended"):
+        a = load_file(str(tmp_path / "ref" / stage / "student.safetensors"))
+        b = load_file(str(out / stage / "student.safetensors"))
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, stage
+    # a damaged export of a finished stage is found on the next resume, with the fix named
+    (out / "ode" / "student.safetensors").write_bytes(b"damaged")
+    one_line_error(run("distill", "--config", cfg, "--out", out, "--resume"), "ode", "student.safetensors", "done.json")

@@ -10,6 +10,7 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 
 from sfpp.errors import SfppError
+from sfpp.interrupts import Interrupted
 
 console = Console(stderr=True, highlight=False)
 
@@ -38,6 +39,20 @@ def user_errors() -> Iterator[None]:
         except SfppError as e:
             console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(code=e.exit_code) from None
+        except Interrupted as e:
+            kept = ""
+            if e.kept:
+                frames = f"{e.frames} frames in " if e.frames is not None else ""
+                kept = f"; kept {frames}{' + '.join(str(p) for p in e.kept)}"
+            console.print(f"[bold yellow]interrupted[/] by {e.reason}{escape(kept)}", soft_wrap=True)
+            raise typer.Exit(code=e.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[bold yellow]interrupted[/] by SIGINT", soft_wrap=True)
+            raise typer.Exit(code=130) from None
+        except OSError as e:  # an I/O failure nobody turned into a message: still one line, exit 1
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            console.print(f"[bold red]error:[/] {escape((e.strerror or str(e)) + where)}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
 
 
 def print_table(table: RenderableType, *, stderr: bool = False) -> None:
@@ -70,3 +85,15 @@ def parse_duration_seconds(text: str, *, what: str) -> float:
     if v <= 0:
         raise SfppError(f"{what} must be positive, got {text!r}")
     return v
+
+
+def check_number(value, flag: str, *, low: float = 0.0, high: float | None = None, low_inclusive: bool = False) -> float:
+    """A finite number above `low` (and at most `high`), or one `SfppError` naming the flag."""
+    import math
+
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= low if low_inclusive else value > low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + ("" if high is None else f" and <= {high:g}")
+        raise SfppError(f"{flag} must be a finite number {bound}, got {value}")
+    return value

@@ -18,13 +18,7 @@ def distill_cmd(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Override [run] seed (noise, prompt order, initialisation draws).", show_default=False)] = None,
 ) -> None:
     """Distil the causal few-step student from the bidirectional teacher (ODE init, Self-Forcing, Self-Forcing++)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sfpp.distill import distill
 

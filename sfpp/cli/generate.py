@@ -78,6 +78,9 @@ def generate_cmd(
         entries = load_schedule_file(prompt_file) if prompt_file is not None else parse_schedule(prompt or "")
         prompt = entries if len(entries) > 1 else entries[0].text
         rs = resolve_spec(spec)
+        from sfpp.generation import check_schedule
+
+        check_schedule(entries, rs)
         emit_warnings(rs)
         check_output_path(default_out_path(entries[0].text, rs.seed) if out is None else Path(out), suffix=".mp4")
         from sfpp.generation import torch_threads

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sfpp.cli._common import print_table, user_errors
+from sfpp.cli._common import console, print_table, user_errors
 from sfpp.cli._options import (
     ChunkOpt, CheckpointOpt, CompileOpt, ContextNoiseOpt, DeviceOpt, DtypeOpt, Fp8Opt, FpsOpt, FramesOpt, FusedQkvOpt,
     HeightOpt, LoraOpt, ModelOpt, OverlapOpt, RopeOpt, SecondsOpt, SeedOpt, ShiftOpt, SinkOpt, StepsOpt, ThreadsOpt,
@@ -65,7 +65,8 @@ def rollout_cmd(
                     tasks[i] = bar.add_task(f"prompt {i + 1}/{len(plist)}", total=total)
                 bar.update(tasks[i], completed=done, total=total)
 
-            folders = rollout_batch(plist, out, spec=spec, progress=on_progress)
+            res = rollout_batch(plist, out, spec=spec, progress=on_progress, details=True)
+        folders = res.folders
         table = Table(title="rollouts: latent statistics, first chunk -> last chunk")
         for col in ("folder", "chunks", "mean", "std"):
             table.add_column(col)
@@ -75,3 +76,4 @@ def rollout_cmd(
                 table.add_row(f.name, str(s["chunks"]), f"{s['mean_first']:+.3f} -> {s['mean_last']:+.3f}",
                               f"{s['std_first']:.3f} -> {s['std_last']:.3f}")
         print_table(table, stderr=True)
+        console.print(f"{out}: {res.summary()}", soft_wrap=True)

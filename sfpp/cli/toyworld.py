@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from sfpp.cli._common import console, print_table, user_errors
+from sfpp.cli._common import check_number, console, print_table, user_errors
 
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
@@ -25,20 +25,15 @@ def train_teacher_cmd(
     init: Annotated[Optional[str], typer.Option("--init", help="Continue from an earlier teacher.safetensors.")] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sfpp.errors import SfppError
     from sfpp.toyworld.teacher import TeacherConfig, train_teacher
 
     with user_errors():
-        if steps <= 0 or batch_size <= 0 or lr <= 0:
-            raise SfppError("--steps, --batch-size and --lr must be positive")
+        if steps <= 0 or batch_size <= 0:
+            raise SfppError("--steps and --batch-size must be positive")
+        check_number(lr, "--lr", high=1.0)
         cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=max(1, min(50, steps // 10)))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
@@ -65,6 +60,10 @@ def clip_cmd(
     from sfpp.video import Mp4Writer
 
     with user_errors():
+        from sfpp.spec import check_output_path
+
+        check_number(seconds, "--seconds", high=3600)
+        check_output_path(Path(out), suffix=".mp4")
         scene = parse_prompt(prompt)
         if not scene.objects:
             raise SfppError("the prompt names no ToyWorld object; use e.g. 'a red circle on a black background'")
@@ -98,12 +97,10 @@ def oracle_cmd(
     """
     from rich.table import Table
 
-    from sfpp.errors import SfppError
     from sfpp.toyworld.oracle import score_paths
 
     with user_errors():
-        if window <= 0:
-            raise SfppError(f"--window must be positive, got {window}")
+        check_number(window, "--window", high=3600)
         results = score_paths(videos, prompt=prompt, window_s=window)
     if json_out:
         print(json.dumps(results, indent=2))
@@ -146,12 +143,18 @@ def compare_cmd(
             if path != "bundled" and not Path(path).is_file():
                 raise SfppError(f"checkpoint {path} does not exist")
             students[label] = {"checkpoint": None if path == "bundled" else path, "sink": sink}
-        plist = (Path(prompts).read_text().splitlines() if prompts else held_out_prompts())
-        plist = [p for p in plist if p.strip()][:n]
+        from sfpp.prompts import read_prompt_lines
+
+        if n < 1:
+            raise SfppError(f"--n must be at least 1, got {n}")
+        plist = read_prompt_lines(prompts) if prompts else held_out_prompts()
+        plist = plist[:n]
         try:
             mult = tuple(int(x) for x in multiples.split(","))
         except ValueError:
             raise SfppError(f"--multiples must be integers like 1,10,30,100, got {multiples!r}") from None
+        if not mult or any(m < 1 or m > 10000 for m in mult):
+            raise SfppError(f"--multiples must be whole numbers from 1 to 10000, got {multiples!r}")
         compare(students, plist, Path(out), multiples=mult, log=lambda s: console.print(s), reuse=reuse)
         console.print(f"[green]wrote[/] {out}/compare.json and {out}/fidelity_over_time.png")
 
@@ -169,6 +172,7 @@ def heldout_cmd(
     with user_errors():
         from sfpp.toyworld.compare import horizon_seconds
 
+        check_number(seconds, "--seconds", high=3600)
         hz = horizon_seconds()
         mult = max(1, round(seconds / hz))
         res = compare({"student": checkpoint}, held_out_prompts(), Path(out), multiples=(mult,),
@@ -196,6 +200,8 @@ def switch_cmd(
     from sfpp.toyworld.compare import switch_test
 
     with user_errors():
+        check_number(seconds, "--seconds", high=3600)
+        check_number(at, "--at")
         if not 0 < at < seconds:
             raise SfppError(f"--at must lie inside the video (0 < at < {seconds}), got {at}")
         if seeds < 1:

@@ -15,8 +15,16 @@ import torch
 
 from sfpp.train.dmd import critic_step_loss, dmd_loss, dmd_step, sample_dmd_timesteps
 from sfpp.train.networks import bidirectional_flow
-from sfpp.train.sampling import (P_CRITIC, P_DMD, P_GEN, P_SHARED, draw_rollout, generator_sample, stage_generator,
-                                 stage_noise)
+from sfpp.train.sampling import (
+    P_CRITIC,
+    P_DMD,
+    P_GEN,
+    P_SHARED,
+    draw_rollout,
+    generator_sample,
+    stage_generator,
+    stage_noise,
+)
 from sfpp.train.update import apply_update
 
 

@@ -134,3 +134,36 @@ def check_resumable(st: dict[str, Any], *, stage: str, config: dict[str, Any], f
     if bool(st.get("fsdp", False)) != fsdp:
         raise SfppError(f"cannot resume: the checkpoint in {where} was written with [run] fsdp = "
                         f"{str(bool(st.get('fsdp', False))).lower()}; set it back or use a new --out")
+
+
+EXPORTS = ("student.safetensors", "student_ema.safetensors", "student_lora.safetensors")
+
+
+def export_hashes(stage_dir: Path) -> dict[str, str]:
+    """SHA-256 of a finished stage's exported files (recorded in its ``done.json``)."""
+    from sfpp.home import file_sha256
+
+    return {name: file_sha256(stage_dir / name) for name in EXPORTS if (stage_dir / name).is_file()}
+
+
+def verify_exports(stage_dir: Path) -> None:
+    """A finished stage's exports are all there and are the files its ``done.json`` recorded."""
+    try:
+        done = json.loads((stage_dir / "done.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SfppError(f"{stage_dir / 'done.json'} is unreadable; delete it to redo the stage's export "
+                        "from its last checkpoint with --resume") from None
+    want = done.get("exports") if isinstance(done, dict) else None
+    fix = f"delete {stage_dir / 'done.json'} and rerun with --resume to export the stage again from its last checkpoint"
+    if not (stage_dir / "student.safetensors").is_file():
+        raise SfppError(f"{stage_dir / 'student.safetensors'} is missing; {fix}")
+    if want is None:  # a done.json from before hashes were recorded: check the files are readable students
+        from sfpp.checkpoints import read_checkpoint_config
+
+        if not read_checkpoint_config(stage_dir / "student.safetensors"):
+            raise SfppError(f"{stage_dir / 'student.safetensors'} is not a readable sfpp student; {fix}")
+        return
+    have = export_hashes(stage_dir)
+    bad = [name for name, sha in want.items() if have.get(name) != sha]
+    if bad:
+        raise SfppError(f"{stage_dir}: {', '.join(bad)} differ from what the finished stage exported; {fix}")

@@ -16,6 +16,7 @@ with the student's `RolloutConfig` (`sfpp.rollout_config`), which every export c
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -33,12 +34,7 @@ from sfpp.train.distributed import DistContext
 from sfpp.train.dmd_stage import DMDStage
 from sfpp.train.networks import build_networks
 from sfpp.train.ode import ODEStage
-from sfpp.train.state import (
-    CheckpointManager,
-    check_resumable,
-    rng_state,
-    set_rng_state,
-)
+from sfpp.train.state import CheckpointManager, check_resumable, export_hashes, rng_state, set_rng_state
 from sfpp.train.update import EMA
 
 
@@ -234,10 +230,12 @@ class Distiller:
                 adapter_cfg = {**self.export_config(), "lora": {**to_dict(lo), "merged": False}}
                 save_adapter(self.dir / "student_lora.safetensors", sd, rank=lo.rank, alpha=lo.alpha,
                              target_modules=lo.target_modules, config=adapter_cfg)
-            done = {"step": self.step}
+            done = {"step": self.step, "exports": export_hashes(self.dir)}
             if self.fsdp:
                 done["fsdp"] = shard_report
-            (self.dir / "done.json").write_text(json.dumps(done) + "\n")
+            tmp = self.dir / "done.json.tmp"
+            tmp.write_text(json.dumps(done) + "\n")
+            os.replace(tmp, self.dir / "done.json")
         self.acc.wait_for_everyone()
         return self.dir / "student.safetensors"
 
