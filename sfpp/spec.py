@@ -216,9 +216,12 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (seconds > 0) \
                 or not math.isfinite(seconds):
             raise SfppError(f"--seconds must be a positive number, got {spec.seconds}")
-        num_frames = max(1, round(seconds * fps)) if seconds <= MAX_SECONDS else MAX_SECONDS * fps + 1
+        if seconds > MAX_SECONDS:
+            raise SfppError(f"--seconds {seconds:g} is more than {MAX_SECONDS // 3600} hours of video; ask for less "
+                            "(or generate it in parts)")
+        num_frames = max(1, round(seconds * fps))
     if num_frames > MAX_SECONDS * fps:
-        raise SfppError(f"{num_frames} frames at {fps} fps is more than {MAX_SECONDS // 3600} hours of video; "
+        raise SfppError(f"--frames {num_frames} at {fps} fps is more than {MAX_SECONDS // 3600} hours of video; "
                         "ask for less (or generate it in parts)")
     codec = preset.codec
     if need_weights:
@@ -373,21 +376,28 @@ def load_model(rs: ResolvedSpec) -> LoadedModel:
 
 
 def check_output_path(path: Path, *, suffix: str | None = None) -> Path:
-    """Fail early, with the fix named, if an output path cannot be written."""
+    """Fail early, with the fix named, if an output path cannot be written. Creates nothing.
+
+    The folder is created when the output is written; here only its nearest existing ancestor is
+    checked (a folder, writable).
+    """
     path = Path(path).expanduser()
     if suffix and path.suffix.lower() != suffix:
         raise SfppError(f"--out must end in {suffix}, got {path.name}")
     if path.exists() and path.is_dir():
         raise SfppError(f"--out {path} is a folder; give a file name ending in {suffix or 'a suffix'}")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SfppError(f"cannot create output folder {parent} ({e.strerror}); choose another --out") from None
-    probe = parent / f".sfpp-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise SfppError(f"output folder {parent} is not writable ({e.strerror}); choose another --out") from None
+    anchor = path.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise SfppError(f"cannot create output folder {path.parent}: {anchor} is a file; choose another --out")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise SfppError(f"output folder {anchor} is not writable; choose another --out")
+    if anchor == path.parent:  # an existing folder: a real write probe (os.access can be optimistic)
+        probe = anchor / f".sfpp-write-test-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise SfppError(f"output folder {anchor} is not writable ({e.strerror}); choose another --out") from None
     return path

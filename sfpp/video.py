@@ -75,6 +75,10 @@ class Mp4Writer:
         self.fps, self.width, self.height, self.preset = fps, width, height, preset
         self.frames = 0
         self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {self.path.parent} ({e.strerror})") from None
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-nostats",
                "-f", "rawvideo", "-vcodec", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
                "-r", f"{fps}", "-i", "pipe:0", "-an",
