@@ -54,11 +54,29 @@ def _is_video(p: Path) -> bool:
             and not p.name.startswith(".") and p.is_file())
 
 
+def _is_broken_link(p: Path) -> bool:
+    """An MP4 name that is a symbolic link to nothing (it would otherwise vanish without a word)."""
+    return (p.suffix.lower() == ".mp4" and not p.name.lower().endswith(PARTIAL_SUFFIX)
+            and not p.name.startswith(".") and p.is_symlink() and not p.exists())
+
+
+def _broken_link_error(p: Path) -> SfppError:
+    try:
+        target = f" (to {p.readlink()})"
+    except OSError:  # pragma: no cover
+        target = ""
+    return SfppError(f"{p} is a broken symbolic link{target}; restore its target or remove the link")
+
+
 def _mp4s(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if _is_video(p))
+        entries = sorted(folder.iterdir())
     except OSError as e:
         raise SfppError(f"cannot list {folder} ({e.strerror}); check the folder's permissions") from None
+    broken = next((p for p in entries if _is_broken_link(p)), None)
+    if broken is not None:
+        raise _broken_link_error(broken)
+    return [p for p in entries if _is_video(p)]
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -87,10 +105,12 @@ def find_videos(path: str | Path) -> list[FoundVideo]:
     """The videos of a folder (its own ``*.mp4`` plus those of its direct sub-folders) or of one ``.mp4`` file.
 
     Sorted by relative path; names are unique and readable (see the module docstring).
-    Raises `SfppError` (one line) for a missing path, a file that is not an MP4, or a folder
-    without videos at either depth.
+    Raises `SfppError` (one line) for a missing path, a file that is not an MP4, a folder
+    without videos at either depth, or an MP4 that is a broken symbolic link.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise _broken_link_error(path)
     if path.is_file():
         if path.name.lower().endswith(PARTIAL_SUFFIX):
             raise SfppError(f"{path} is an unfinished write (*.partial.mp4); wait for it to finish, or pass the finished .mp4")
@@ -132,16 +152,21 @@ def _no_videos_message(path: Path) -> str:
 
 
 def read_sidecar(path: Path | None) -> dict[str, Any]:
-    """The sidecar's JSON object; {} when there is none, {'_sidecar_error': ...} when it is unreadable."""
+    """The sidecar's JSON object; {} when there is none, {'_sidecar_error': ...} when it is unreadable
+    or not a JSON object."""
     if path is None:
         return {}
     try:
         loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {"_sidecar_error": f"{Path(path).name} is not valid JSON"}
+    except json.JSONDecodeError as e:
+        return {"_sidecar_error": f"{Path(path).name} is not valid JSON ({e.msg} at line {e.lineno})"}
+    except UnicodeDecodeError:
+        return {"_sidecar_error": f"{Path(path).name} is not valid JSON (not UTF-8 text)"}
     except OSError as e:
         return {"_sidecar_error": f"cannot read {Path(path).name} ({e.strerror})"}
-    return loaded if isinstance(loaded, dict) else {}
+    if not isinstance(loaded, dict):
+        return {"_sidecar_error": f"{Path(path).name} holds a JSON {type(loaded).__name__}, not an object"}
+    return loaded
 
 
 def sidecar_prompt(sidecar: dict[str, Any]) -> str | None:

@@ -27,8 +27,12 @@ dino_model/dino-vitb16/, clip_model/clip-vit-base-patch32/, clip_model/clip-vit-
 (Hugging Face folders), aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth,
 raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth,
 amt_model/amt-s.pth, ViCLIP/ViClip-InternVid-10M-FLT.pth + ViCLIP/bpe_simple_vocab_16e6.txt.gz.
-'--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY).
-Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors.
+'--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY): each distinct video
+(same bytes and prompt) is uploaded once, rated, and its upload deleted; '--dry-run' shows what
+would be sent and '--max-videos N' caps it. Results are cached by video bytes, metric version,
+settings, prompt and judge (model, rubric); '--no-cache' recomputes.
+Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors and a
+rejected API key (the run stops after the first video), 130 on Ctrl-C.
 """
 
 
@@ -52,6 +56,19 @@ def evaluate_cmd(
     ] = None,
     judge_model: Annotated[str, typer.Option(help="Gemini model for visual-stability; recorded with every score.")] = "gemini-2.5-pro",
     judge_concurrency: Annotated[int, typer.Option(help="Videos judged at the same time.")] = 2,
+    judge_timeout: Annotated[
+        str, typer.Option(help="Timeout of each request to Gemini; a timed-out request is retried.")
+    ] = "300s",
+    max_videos: Annotated[
+        Optional[int],
+        typer.Option(help="Send at most N videos to the Gemini judge (cached results and duplicates are free); "
+                     "the rest are listed as skipped."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would be computed and sent to Gemini (videos, sizes, calls); "
+                     "compute, send and write nothing."),
+    ] = False,
     prompts: Annotated[
         Optional[Path],
         typer.Option(
@@ -84,12 +101,22 @@ def evaluate_cmd(
             weights_dir=weights_dir,
             judge_model=judge_model,
             judge_concurrency=judge_concurrency,
+            judge_timeout_s=parse_duration_seconds(judge_timeout, what="--judge-timeout"),
+            max_videos=max_videos,
+            dry_run=dry_run,
             prompts_file=prompts,
             use_cache=not no_cache,
             device=device,
         )
-        with console.status("evaluating…") as status:
-            ev = evaluate_runs(runs, cfg, progress=lambda msg: status.update(f"evaluating {msg}"))
+        try:
+            with console.status("evaluating…") as status:
+                ev = evaluate_runs(runs, cfg, progress=lambda msg: status.update(f"evaluating {escape(msg)}"))
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]; nothing written (uploads to Gemini in flight, if any, were deleted)")
+            raise typer.Exit(code=130) from None
+        if dry_run:
+            _print_plan(ev, as_json)
+            return
         written = write_outputs(ev, out)
 
     if as_json:
@@ -102,11 +129,47 @@ def evaluate_cmd(
             f"wrote {written['json']}, {written['windows_csv'].name}, {written['summary_csv'].name} "
             f"and {len(written['plots'])} plots in {Path(out) / 'plots'}"
         )
+    for note in ev.notes:
+        console.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
     if ev.errors:
         for e in ev.errors:
             console.print(f"[bold red]error:[/] {escape(e['run'])}/{escape(e['error'])}", soft_wrap=True)
         console.print(f"[bold red]{len(ev.errors)} problem(s); results for everything else were written to {out}[/]")
         raise typer.Exit(code=1)
+
+
+def _print_plan(ev, as_json: bool) -> None:
+    """A dry run's plan on stdout: what would be computed, what would be sent to Gemini."""
+    plan = ev.plan or {}
+    if as_json:
+        typer.echo(json.dumps({"plan": plan, "notes": ev.notes, "errors": ev.errors}, indent=2))
+        return
+    comp = plan.get("compute", {})
+    lines = ["dry run: nothing computed, sent or written",
+             (f"would compute {comp.get('results', 0)} metric result(s) on {comp.get('videos', 0)} video(s); "
+             f"{plan.get('cached_results', 0)} cached result(s) reused")]
+    judge = plan.get("judge")
+    if judge is not None:
+        n = len(judge["videos"])
+        lines.append(f"would send {n} video(s) ({_size(judge['bytes'])}) to {judge['model']}: "
+                     f"{judge['uploads']} upload(s), {judge['generate_calls']} generateContent call(s), "
+                     f"{judge['deletes']} delete(s), plus status polls while Gemini processes each upload; "
+                     f"timeout {judge['timeout_s']:g} s per request; API key {judge['api_key']}")
+        for v in judge["videos"]:
+            prompt = v["prompt"] if len(v["prompt"]) <= 70 else v["prompt"][:67] + "..."
+            same = f" (also {', '.join(v['same_video'])})" if v["same_video"] else ""
+            size = _size(v["bytes"]) if v["bytes"] is not None else "size unknown"
+            lines.append(f"  {v['run']}/{v['file']} [{size}]{same}: {prompt!r}")
+    for line in lines:
+        typer.echo(line)
+    for note in ev.notes:
+        typer.echo(note)
+    for e in ev.errors:
+        typer.echo(f"would fail: {e['run']}/{e['error']}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
 def _paragraphs(text: str) -> str:

@@ -1,4 +1,10 @@
-"""Results cache: one small JSON file per (video content hash, metric, metric version).
+"""Results cache: one small JSON file per (video content hash, metric, version key).
+
+The version key (built by `sfpp.evaluate.runner.cache_version`) holds everything besides the
+video bytes that determines a result: the metric's version, its window, flow settings, weight
+files, and for the text metrics (clip_score, overall_consistency, visual_stability) a digest of
+the prompt; for the judge also the model, rubric version and temperature. A changed setting is a
+different key, so it is recomputed; the stored key is compared in full on every read.
 
 Each metric result is written as soon as it is computed (atomically), so a re-run is cheap and
 a crash loses nothing. The cache lives under `$SFPP_HOME/cache/evaluate` (default
@@ -23,6 +29,11 @@ def sfpp_home() -> Path:
 
 def default_cache_dir() -> Path:
     return sfpp_home() / "cache" / "evaluate"
+
+
+def text_digest(text: str) -> str:
+    """SHA-256 of a prompt (the cache key holds the digest, not the text)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ResultCache:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,9 @@ class EvaluateConfig:
     weights_dir: Path | None = None
     judge_model: str = "gemini-2.5-pro"
     judge_concurrency: int = 2
+    judge_timeout_s: float = 300.0  # per HTTP request to Gemini
+    max_videos: int | None = None  # send at most this many (uncached, distinct) videos to the judge
+    dry_run: bool = False  # plan only: what would be computed and sent; no metric, no request
     prompts_file: Path | None = None
     cache_dir: Path | None = None  # default: $SFPP_HOME/cache/evaluate
     use_cache: bool = True
@@ -46,10 +50,14 @@ class EvaluateConfig:
     flow: off.FlowConfig = field(default_factory=off.FlowConfig)
 
     def __post_init__(self):
-        if self.window_s <= 0 or self.text_window_s <= 0:
-            raise SfppError("--window must be positive, e.g. --window 2s")
+        for opt, v in (("--window", self.window_s), ("--text-window", self.text_window_s),
+                       ("--judge-timeout", self.judge_timeout_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise SfppError(f"{opt} must be a positive number of seconds, e.g. {opt} 2s; got {v!r}")
         if self.judge_concurrency < 1:
             raise SfppError("--judge-concurrency must be at least 1")
+        if self.max_videos is not None and self.max_videos < 0:
+            raise SfppError(f"--max-videos must be 0 or more, got {self.max_videos}")
 
 
 @dataclass
@@ -60,20 +68,26 @@ class Evaluation:
     metrics: tuple[str, ...]
     runs: list[dict[str, Any]]
     errors: list[dict[str, str]]
+    notes: list[str] = field(default_factory=list)  # one line each: cache reuse, skipped videos
+    plan: dict[str, Any] | None = None  # set by a dry run: what a real run would compute and send
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "sfpp_evaluate_format": 1,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": self.config,
             "metrics": {m: {k: v for k, v in asdict(METRICS[m]).items() if k != "name"} for m in self.metrics},
             "runs": self.runs,
             "errors": self.errors,
+            "notes": self.notes,
         }
+        if self.plan is not None:
+            d["plan"] = self.plan
+        return d
 
 
 def _clean(v: Any) -> Any:
@@ -211,6 +225,50 @@ def _weights_fingerprint(weights_dir: Path, metric: str) -> str:
     return ";".join(parts)
 
 
+# ---- cache keys -----------------------------------------------------------------------------------
+def cache_version(m: str, config: EvaluateConfig, *, prompt: str | None = None, judge_version: str | None = None) -> str:
+    """The cache key of metric `m` on one video, besides the video's content hash.
+
+    It holds everything else that determines the result: the metric's version; its window; the
+    flow settings (proxies, sfpp metrics); the weight files (VBench); the text clean-up backend
+    (overall_consistency); for metrics that read the prompt (clip_score, overall_consistency,
+    visual_stability) a digest of the prompt; for the judge its model, rubric version and
+    temperature (`judge_version`, see `sfpp.evaluate.judge.judge_version`).
+    """
+    from sfpp.evaluate.cache import text_digest
+
+    spec = METRICS[m]
+    if spec.family == "judge":
+        if judge_version is None:
+            from sfpp.evaluate.judge import judge_version as jv
+
+            judge_version = jv(config.judge_model)
+        v = f"{spec.version}|{judge_version}"
+    else:
+        ws = config.text_window_s if spec.text_window else config.window_s
+        v = f"{spec.version}|window={ws:g}"
+        if spec.family in ("proxy", "sfpp"):
+            v += f"|flow={config.flow}"
+        if spec.family == "vbench":
+            v += f"|{_weights_fingerprint(Path(config.weights_dir), m)}"
+        if m == "overall_consistency":  # prompts are cleaned by ftfy (as VBench) only where it is installed
+            from sfpp.evaluate.viclip import text_cleanup_backend
+
+            v += f"|text={text_cleanup_backend()}"
+    if spec.needs_prompt:
+        v += f"|prompt={text_digest(prompt or '')}"
+    return v
+
+
+def _judge_version_of(judge, config: EvaluateConfig) -> str:
+    from sfpp.evaluate.judge import judge_version
+
+    v = getattr(judge, "cache_version", None) if judge is not None else None
+    if isinstance(v, str):
+        return v
+    return judge_version(getattr(judge, "model", config.judge_model) if judge is not None else config.judge_model)
+
+
 # ---- the run loop ---------------------------------------------------------------------------------
 def evaluate_runs(
     run_paths: list[Path | str],
@@ -226,10 +284,17 @@ def evaluate_runs(
     see `sfpp.videos.find_videos` for how videos are found and named.
 
     Every metric is computed per window (`config.window_s`, or `text_window_s` for text alignment),
-    averaged per video, then per run. Results are cached per (video hash, metric, version).
-    A video that cannot be decoded, or a metric that fails on one video, is recorded in
-    `Evaluation.errors` and the rest is still evaluated. Setup problems (no API key, missing
-    weights, unknown metric) raise `SfppError` before any work.
+    averaged per video, then per run. Results are cached per (video hash, `cache_version`): a
+    changed setting or prompt recomputes; how many results were reused is one line of
+    `Evaluation.notes`. A video that cannot be decoded, or a metric that fails on one video, is
+    recorded in `Evaluation.errors` and the rest is still evaluated. Setup problems (no API key,
+    missing weights, unknown metric, a broken symlink or corrupt sidecar) raise `SfppError`
+    before any work; so does a rejected API key, after the first video sent to the judge.
+
+    The judge sees each distinct (video bytes, prompt) once per call, at most
+    `config.max_videos` of them; `config.dry_run` computes and sends nothing and fills
+    `Evaluation.plan` instead. On Ctrl-C the judge's uploads in flight are deleted and the
+    `KeyboardInterrupt` is re-raised within a few seconds.
     """
     say = progress or (lambda _msg: None)
     metrics = resolve_metrics(config.metrics)
@@ -245,36 +310,24 @@ def evaluate_runs(
         from sfpp.evaluate import vbench as vb
 
         vb.check_weights(config.weights_dir, vbench_metrics)
-        if "dynamic_degree" in vbench_metrics:
-            vb._import_torchvision_raft()
-        models = vb.VBenchModels(Path(config.weights_dir), device=config.device)
-    if "visual_stability" in metrics and judge is None:
+        if not config.dry_run:
+            if "dynamic_degree" in vbench_metrics:
+                vb._import_torchvision_raft()
+            models = vb.VBenchModels(Path(config.weights_dir), device=config.device)
+    if "visual_stability" in metrics and judge is None and not config.dry_run:
         from sfpp.evaluate.judge import GeminiJudge
 
-        judge = GeminiJudge(config.judge_model)
+        judge = GeminiJudge(config.judge_model, timeout_s=config.judge_timeout_s)
     judge_model = getattr(judge, "model", config.judge_model) if judge is not None else config.judge_model
+    jversion = _judge_version_of(judge, config) if "visual_stability" in metrics else None
 
     cache = ResultCache(config.cache_dir)
     errors: list[dict[str, str]] = []
-    judge_tasks: list[tuple[dict, VideoEntry, str]] = []
-
-    def version_of(m: str) -> str:
-        spec = METRICS[m]
-        if spec.family == "judge":
-            from sfpp.evaluate.judge import PROMPT_VERSION
-
-            return f"{spec.version}|{PROMPT_VERSION}|{judge_model}"
-        ws = config.text_window_s if spec.text_window else config.window_s
-        v = f"{spec.version}|window={ws:g}"
-        if spec.family in ("proxy", "sfpp"):
-            v += f"|flow={config.flow}"
-        if spec.family == "vbench":
-            v += f"|{_weights_fingerprint(Path(config.weights_dir), m)}"
-        if m == "overall_consistency":  # prompts are cleaned by ftfy (as VBench) only where it is installed
-            from sfpp.evaluate.viclip import text_cleanup_backend
-
-            v += f"|text={text_cleanup_backend()}"
-        return v
+    notes: list[str] = []
+    judge_tasks: list[_JudgeTask] = []
+    reused = 0
+    planned = {"videos": 0, "results": 0}
+    planned_keys: set[tuple[str, str, str]] = set()
 
     run_dicts = []
     for run in runs:
@@ -297,20 +350,29 @@ def evaluate_runs(
             vd["hash"] = vhash
             todo = []
             for m in metrics:
-                hit = cache.get(vhash, m, version_of(m)) if config.use_cache else None
-                if hit is not None:
-                    vd["metrics"][m] = {**hit, "cached": True}
-                elif METRICS[m].needs_prompt and not entry.prompt:
+                if METRICS[m].needs_prompt and not entry.prompt:
                     side = entry.label[:-4] + ".json" if entry.label.lower().endswith(".mp4") else f"{entry.name}.json"
                     msg = (f"{entry.label}: no prompt for {m}; add {side} with a 'prompt' or pass --prompts FILE "
                            f"(name '{entry.name}')")
                     vd["metrics"][m] = {"value": None, "error": msg}
                     errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
+                    continue
+                version = cache_version(m, config, prompt=entry.prompt, judge_version=jversion)
+                hit = cache.get(vhash, m, version) if config.use_cache else None
+                if hit is not None:
+                    vd["metrics"][m] = {**hit, "cached": True}
+                    reused += 1
                 elif METRICS[m].family == "judge":
-                    judge_tasks.append((vd, entry, run.name))
+                    judge_tasks.append(_JudgeTask(vd=vd, entry=entry, run_name=run.name, version=version))
                 else:
-                    todo.append(m)
+                    todo.append((m, version))
             if not todo:
+                continue
+            if config.dry_run:  # a real run computes a duplicate video once, then reads it from the cache
+                new = {(vhash, m, version) for m, version in todo} - planned_keys
+                planned_keys.update(new)
+                planned["videos"] += bool(new)
+                planned["results"] += len(new)
                 continue
             try:
                 frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"), label=entry.label)
@@ -321,7 +383,7 @@ def evaluate_runs(
             vd.update(fps=fps, num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
                       duration_s=frames.shape[0] / fps)
             analysis = off.FrameAnalysis(frames, fps, config.flow)
-            for m in todo:
+            for m, version in todo:
                 spec = METRICS[m]
                 wins = make_windows(frames.shape[0], fps, config.text_window_s if spec.text_window else config.window_s)
                 try:
@@ -335,7 +397,7 @@ def evaluate_runs(
                     msg = f"{entry.label}: {m} failed: {type(e).__name__}: {e}"
                 else:
                     res = _clean(res)
-                    cache.put(vhash, m, version_of(m), res)
+                    cache.put(vhash, m, version, res)
                     vd["metrics"][m] = {**res, "cached": False}
                     continue
                 vd["metrics"][m] = {"value": None, "error": msg}
@@ -343,44 +405,193 @@ def evaluate_runs(
             del analysis, frames
         run_dicts.append({"name": run.name, "path": str(run.path), "videos": video_dicts})
 
-    if judge_tasks:
-        _run_judge(judge, judge_tasks, cache, version_of("visual_stability"), errors, config.judge_concurrency, say)
+    if reused:
+        notes.append(f"reused {reused} cached result{'s' if reused != 1 else ''} (same video bytes, metric version, "
+                     "settings, prompt and judge); --no-cache recomputes")
+    groups = _group_judge_tasks(judge_tasks)
+    n_dupes = len(judge_tasks) - len(groups)
+    if n_dupes:
+        notes.append(f"visual_stability: {n_dupes} duplicate video{'s' if n_dupes != 1 else ''} (same bytes and prompt) "
+                     "judged once")
+    over: list[list[_JudgeTask]] = []
+    if config.max_videos is not None and len(groups) > config.max_videos:
+        groups, over = groups[: config.max_videos], groups[config.max_videos :]
+        for g in over:
+            for t in g:
+                t.vd["metrics"]["visual_stability"] = {"value": None, "skipped": f"over --max-videos {config.max_videos}"}
+        n_over = sum(len(g) for g in over)
+        notes.append(f"visual_stability: {n_over} video{'s' if n_over != 1 else ''} not sent to the judge "
+                     f"(--max-videos {config.max_videos}): "
+                     + ", ".join(f"{g[0].run_name}/{g[0].entry.label}" for g in over[:5]) + (", ..." if len(over) > 5 else ""))
+
+    plan = None
+    if config.dry_run:
+        plan = _plan(config, metrics, judge_model, groups, over, reused, planned)
+    elif groups:
+        _run_judge(judge, groups, cache, errors, config.judge_concurrency, say)
 
     for rd in run_dicts:
         _summarise(rd, metrics)
     cfg = _clean({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()})
     cfg["metrics"] = list(metrics)
     cfg["judge_model"] = judge_model
-    return Evaluation(config=cfg, metrics=metrics, runs=run_dicts, errors=errors)
+    return Evaluation(config=cfg, metrics=metrics, runs=run_dicts, errors=errors, notes=notes, plan=plan)
 
 
-def _run_judge(judge, tasks, cache: ResultCache, version: str, errors, concurrency: int, say) -> None:
-    def one(task):
-        vd, entry, run_name = task
-        say(f"judge {judge.model}: {run_name}/{entry.label}")
+# ---- the judge ------------------------------------------------------------------------------------
+@dataclass
+class _JudgeTask:
+    vd: dict[str, Any]
+    entry: VideoEntry
+    run_name: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.run_name}/{self.entry.label}"
+
+
+def _group_judge_tasks(tasks: list[_JudgeTask]) -> list[list[_JudgeTask]]:
+    """Tasks with the same video bytes and cache key (so the same prompt and judge): judged once."""
+    groups: dict[tuple[str, str], list[_JudgeTask]] = {}
+    for t in tasks:
+        groups.setdefault((t.vd["hash"], t.version), []).append(t)
+    return list(groups.values())
+
+
+def _plan(config, metrics, judge_model, groups, over, reused, planned) -> dict[str, Any]:
+    from sfpp.evaluate.judge import api_key_from_env
+
+    plan: dict[str, Any] = {
+        "compute": {"videos": planned["videos"], "results": planned["results"]},
+        "cached_results": reused,
+        "judge": None,
+    }
+    if "visual_stability" in metrics:
+        videos = []
+        for g in groups:
+            t = g[0]
+            try:
+                size = t.entry.path.stat().st_size
+            except OSError:
+                size = None
+            videos.append({"run": t.run_name, "video": t.entry.name, "file": t.entry.label, "bytes": size,
+                           "prompt": t.entry.prompt, "same_video": [x.label for x in g[1:]]})
+        n = len(videos)
+        plan["judge"] = {
+            "model": judge_model,
+            "api_key": "set" if api_key_from_env() else "missing (set GOOGLE_API_KEY or GEMINI_API_KEY)",
+            "videos": videos,
+            "bytes": sum(v["bytes"] or 0 for v in videos),
+            "uploads": n,
+            "generate_calls": n,
+            "deletes": n,
+            "timeout_s": config.judge_timeout_s,
+            "over_max_videos": [g[0].label for g in over],
+        }
+    return plan
+
+
+def _accepts_progress(fn) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+    return any(p.name == "progress" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _run_judge(judge, groups: list[list[_JudgeTask]], cache: ResultCache, errors, concurrency: int, say) -> None:
+    """Judge each group once, in worker threads; results are recorded (and cached) as they come.
+
+    The first video is judged alone: a rejected key (`JudgeAuthError`) stops the run there. On
+    any interruption (Ctrl-C) the judge is cancelled, which deletes its uploads in flight, and
+    the exception is re-raised at once: the workers are daemon threads, never waited for.
+    """
+    from sfpp.evaluate.judge import JudgeAuthError, JudgeCancelled
+
+    with_progress = _accepts_progress(judge.rate)
+    results: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    lock = threading.Lock()
+    pending: list[list[_JudgeTask]] = []
+    total = sum(len(g) for g in groups)
+    seen = [0]  # videos whose result has been recorded
+
+    def one(group: list[_JudgeTask]):
+        t = group[0]
+        say(f"judge {judge.model}: {t.label}")
+        kw = {"progress": lambda msg: say(f"judge {judge.model}: {t.label}: {msg}")} if with_progress else {}
         try:
-            r = judge.rate(entry.path, entry.prompt)
+            return group, judge.rate(t.entry.path, t.entry.prompt, **kw), None
+        except (JudgeAuthError, JudgeCancelled) as e:
+            return group, None, e
         except SfppError as e:
-            return task, None, str(e)
-        except Exception as e:  # noqa: BLE001
-            return task, None, f"{type(e).__name__}: {e}"
-        return task, r, None
+            return group, None, str(e)
+        except Exception as e:  # noqa: BLE001 - one failing video must not lose the others
+            return group, None, f"{type(e).__name__}: {e}"
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for (vd, entry, run_name), r, err in pool.map(one, tasks):
-            if err is not None:
-                msg = f"{entry.label}: visual_stability: {err}"
-                vd["metrics"]["visual_stability"] = {"value": None, "error": msg}
-                errors.append({"run": run_name, "video": entry.name, "metric": "visual_stability", "error": msg})
+    def worker():
+        while not stop.is_set():
+            with lock:
+                if not pending:
+                    return
+                g = pending.pop(0)
+            results.put(one(g))
+
+    def record(group, r, err) -> None:
+        seen[0] += len(group)
+        if isinstance(err, JudgeCancelled):
+            return
+        if isinstance(err, JudgeAuthError):
+            stop.set()
+            left = total - seen[0]
+            raise JudgeAuthError(f"{group[0].label}: {err}; stopped the judge"
+                                 + (f" ({left} more video{'s' if left != 1 else ''} not judged)" if left else ""))
+        if err is not None:
+            for t in group:
+                msg = f"{t.entry.label}: visual_stability: {err}"
+                t.vd["metrics"]["visual_stability"] = {"value": None, "error": msg}
+                errors.append({"run": t.run_name, "video": t.entry.name, "metric": "visual_stability", "error": msg})
+            return
+        res = {
+            "value": r.value,
+            "windows": [],
+            "details": {"score_0_5": r.score, "reasoning": r.reasoning, "judge_model": r.judge_model,
+                        "prompt_version": r.prompt_version, "attempts": r.attempts},
+        }
+        cache.put(group[0].vd["hash"], "visual_stability", group[0].version, res)
+        for t in group:
+            t.vd["metrics"]["visual_stability"] = {**res, "cached": False}
+
+    def run_batch(batch: list[list[_JudgeTask]], n_workers: int) -> None:
+        with lock:
+            pending[:] = batch
+        threads = [threading.Thread(target=worker, daemon=True, name=f"sfpp-judge-{i}") for i in range(n_workers)]
+        for th in threads:
+            th.start()
+        while True:
+            try:
+                item = results.get(timeout=0.2)  # a short wait: Ctrl-C is seen at once
+            except queue.Empty:
+                if not any(th.is_alive() for th in threads) and results.empty():
+                    return
                 continue
-            res = {
-                "value": r.value,
-                "windows": [],
-                "details": {"score_0_5": r.score, "reasoning": r.reasoning, "judge_model": r.judge_model,
-                            "prompt_version": r.prompt_version, "attempts": r.attempts},
-            }
-            cache.put(vd["hash"], "visual_stability", version, res)
-            vd["metrics"]["visual_stability"] = {**res, "cached": False}
+            record(*item)
+
+    try:
+        run_batch(groups[:1], 1)
+        if len(groups) > 1:
+            run_batch(groups[1:], min(concurrency, len(groups) - 1))
+    except BaseException:  # Ctrl-C, SIGTERM, a rejected key: stop the others and delete their uploads
+        stop.set()
+        with lock:
+            pending.clear()
+        cancel = getattr(judge, "cancel", None)
+        if callable(cancel):
+            cancel()
+        raise
 
 
 def _summarise(rd: dict[str, Any], metrics: tuple[str, ...]) -> None:

@@ -103,13 +103,17 @@ def discover_run(path: Path, prompts: dict[str, str] | None = None, *, name: str
 
     A run is a folder written by 'sfpp generate' (NAME.mp4 + NAME.json), one written by
     'sfpp rollout' (SUB/preview.mp4 + preview.json per prompt; the video is named SUB), a mix,
-    or a single .mp4 file. A sidecar's prompt wins over `prompts`, which is looked up by the
+    or a single .mp4 file. A sidecar that cannot be read (bad JSON, not an object) is an
+    `SfppError`, never a video silently scored without its prompt. A sidecar's prompt wins over `prompts`, which is looked up by the
     video's name, then by its relative path without '.mp4' (e.g. '0000-a-red-circle/preview').
     """
     path = Path(path)
     videos = []
     for found in find_videos(path):
         sidecar = read_sidecar(found.sidecar)
+        if "_sidecar_error" in sidecar:  # never score a video without the prompt its sidecar was meant to give
+            raise SfppError(f"{path / found.rel if path.is_dir() else path}: its sidecar {sidecar['_sidecar_error']}; "
+                            "fix or remove the sidecar")
         prompt = sidecar_prompt(sidecar)
         if prompt is None and prompts:
             prompt = prompts.get(found.name, prompts.get(found.key))
