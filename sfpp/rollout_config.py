@@ -41,6 +41,7 @@ from sfpp.errors import SfppError
 RopePolicy = Literal["absolute", "relative"]
 ROPE_CHOICES = ("auto", "absolute", "relative")
 NUM_TRAIN_TIMESTEPS = 1000.0
+MAX_STEPS = 1000  # one step per training timestep at most
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,8 +98,8 @@ class RolloutConfig:
         if self.chunk_frames <= 0:
             raise SfppError(f"--chunk-frames must be positive, got {self.chunk_frames}")
         ts = tuple(self.timesteps)
-        if not ts:
-            raise SfppError("--timesteps must list at least one timestep, e.g. 1000,750,500,250")
+        if not ts or len(ts) > MAX_STEPS:
+            raise SfppError(f"--timesteps must list 1 to {MAX_STEPS} timesteps, e.g. 1000,750,500,250")
         for t in ts:
             if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 < t <= 1000:
                 raise SfppError(f"--timesteps must lie in (0, 1000], got {t!r}")
@@ -150,8 +151,8 @@ def _flag(name: str) -> str:
 
 def nominal_steps(steps: int) -> tuple[float, ...]:
     """An evenly spaced nominal list for `steps` steps: 4 -> (1000, 750, 500, 250)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise SfppError(f"--steps must be a positive whole number, got {steps!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise SfppError(f"--steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}")
     return tuple(NUM_TRAIN_TIMESTEPS * (1 - i / steps) for i in range(steps))
 
 
@@ -236,8 +237,7 @@ def resolve_rollout(preset: RolloutConfig, student: dict[str, Any] | None = None
         if k in values:
             values[k], sources[k] = v, "checkpoint"
     if steps is not None and "timesteps" not in flags:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise SfppError(f"--steps must be a positive whole number, got {steps!r}")
+        nominal_steps(steps)  # validates
         if steps != len(values["timesteps"]):
             flags["timesteps"] = nominal_steps(steps)
     warnings = []

@@ -132,6 +132,7 @@ class ResolvedSpec:
 DEFAULT_MODEL = "toy"
 MAX_SECONDS = 24 * 3600  # a day of video: more is a typo (1e308) rather than a plan
 MAX_FPS = 240
+MAX_SIDE = 8192  # pixels per side
 
 
 def check_device(device: str) -> str:
@@ -233,9 +234,9 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     patch = tuple(tcfg.get("patch_size", (1, 2, 2)))
     for name, v, p in (("--height", height, patch[1]), ("--width", width, patch[2])):
         mult = codec.spatial_factor * p
-        if v <= 0 or v % mult:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % mult or v > MAX_SIDE:
             raise SfppError(f"{name} must be a positive multiple of {mult} for --model {preset.name} "
-                            f"(codec x{codec.spatial_factor}, patch x{p}), got {v}")
+                            f"(codec x{codec.spatial_factor}, patch x{p}), at most {MAX_SIDE}, got {v}")
     if spec.blend_chunks < 0:
         raise SfppError(f"--blend-chunks must be >= 0, got {spec.blend_chunks}")
     meta, student_name = student_config(spec.checkpoint, preset)
@@ -246,6 +247,9 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     chunk = ro.chunk_frames
     latent_frames = math.ceil(codec.latent_frames(num_frames) / chunk) * chunk
     rope_max = int(tcfg.get("rope_max_seq_len", 1024))
+    if ro.window > rope_max:  # even relative positions (0 .. window - 1) must lie in the RoPE table
+        raise SfppError(f"--window {ro.window} is longer than the model's RoPE table ({rope_max} latent frames); "
+                        f"use a window of at most {rope_max}")
     rope = ro.resolve_rope(latent_frames, rope_max)
     if rope == "absolute" and latent_frames > rope_max:
         max_latent = (rope_max // chunk) * chunk
@@ -263,8 +267,8 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     if dtype not in DTYPE_NAMES:
         raise SfppError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     threads = spec.threads if spec.threads is not None else (preset.threads if device == "cpu" else None)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise SfppError(f"--threads must be a positive whole number, got {threads!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise SfppError(f"--threads must be a whole number from 1 to 1024, got {threads!r}")
     fast = resolve_fast_paths(FastPaths(compile=bool(spec.compile), compile_backend=spec.compile_backend,
                                         fused_qkv=spec.fused_qkv, fp8=bool(spec.fp8), overlap=spec.overlap), device)
     if spec.lora is not None:

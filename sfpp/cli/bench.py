@@ -50,8 +50,8 @@ def bench_cmd(
                           device=device, dtype=dtype, compile=compile, compile_backend=compile_backend,
                           fused_qkv=fused_qkv, overlap=overlap, fp8=fp8, seed=seed, threads=threads)
         rs = resolve_bench(cfg)  # validates before any work
-        if compare_multiple < 1:
-            raise SfppError(f"--compare-multiple must be at least 1, got {compare_multiple}")
+        if not 1 <= compare_multiple <= 1000:
+            raise SfppError(f"--compare-multiple must be a whole number from 1 to 1000, got {compare_multiple}")
         if out is not None:
             check_output_path(Path(out), suffix=".mp4")
         with console.status("building model") as status:

@@ -200,6 +200,6 @@ class DistillConfig:
 def parse_budget(text: str) -> float:
     """'8x' -> 8.0 (a multiple of the preset's base number of generator updates)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[xX]\s*", text or "")
-    if not m or float(m.group(1)) <= 0:
-        raise SfppError(f"--budget must look like '8x' (a positive multiple of the base run), got {text!r}")
+    if not m or not 0 < float(m.group(1)) <= 1000:
+        raise SfppError(f"--budget must look like '8x' (a positive multiple of the base run, at most 1000x), got {text!r}")
     return float(m.group(1))
