@@ -149,6 +149,8 @@ def rollout_batch(
     spec = replace(spec or VideoSpec(), **overrides)
     rs = resolve_spec(spec)
     emit_warnings(rs)
+    if not str(out_dir).strip():
+        raise SfppError("--out is empty; give a folder for the rollouts")
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise SfppError(f"--out {out} is a file; give a folder for the rollouts")

@@ -77,7 +77,9 @@ def distill(
     if stage is not None and stage not in STAGES:
         raise SfppError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
     stages = [stage] if stage else list(cfg.run.stages)
-    out = Path(out) if out else Path("runs") / name
+    if out is not None and not str(out).strip():
+        raise SfppError("--out is empty; give a folder for the run (default: runs/<config name>)")
+    out = Path(out) if out is not None else Path("runs") / name
     if out.exists() and not out.is_dir():
         raise SfppError(f"--out {out} is a file; give a folder")
     # Validate the prompts file before any work.

@@ -137,7 +137,9 @@ def generate(
     check_schedule(entries, rs)
     if loaded is None:  # a caller that passes a loaded model has resolved (and shown) these already
         emit_warnings(rs)
-    out_path = check_output_path(Path(out) if out else default_out_path(slug_text, rs.seed), suffix=".mp4")
+    if out is not None and not str(out).strip():
+        raise SfppError("--out is empty; give a file name ending in .mp4")
+    out_path = check_output_path(Path(out) if out is not None else default_out_path(slug_text, rs.seed), suffix=".mp4")
     with torch_threads(rs.threads), interruptible():
         t0 = time.perf_counter()
         lm = loaded or load_model(rs)

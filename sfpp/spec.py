@@ -385,6 +385,8 @@ def check_output_path(path: Path, *, suffix: str | None = None) -> Path:
     The folder is created when the output is written; here only its nearest existing ancestor is
     checked (a folder, writable).
     """
+    if not str(path).strip() or str(path) == ".":
+        raise SfppError(f"--out is empty; give a file name ending in {suffix or 'a suffix'}")
     path = Path(path).expanduser()
     if suffix and path.suffix.lower() != suffix:
         raise SfppError(f"--out must end in {suffix}, got {path.name}")

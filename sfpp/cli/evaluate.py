@@ -77,7 +77,7 @@ def evaluate_cmd(
             "'SUB/preview' works too), SUB/NAME in a sub-folder of several MP4s. Sidecar prompts win."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for results.json, windows.csv, summary.csv, plots/.")] = Path("sfpp-evaluate"),
+    out: Annotated[str, typer.Option(help="Folder for results.json, windows.csv, summary.csv, plots/.")] = "sfpp-evaluate",
     as_json: Annotated[bool, typer.Option("--json", help="Print results JSON to stdout instead of the table.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute everything and refresh the cache.")] = False,
     device: Annotated[str, typer.Option(help="Torch device for VBench networks.")] = "cpu",
@@ -91,6 +91,8 @@ def evaluate_cmd(
 
         from sfpp.errors import SfppError
 
+        if not out.strip():
+            raise SfppError("--out is empty; give a folder for results.json, the CSVs and the plots")
         missing = [m for m in ("cv2", "matplotlib") if importlib.util.find_spec(m) is None]
         if missing:  # before any work: the offline metrics and the plots need them
             raise SfppError(f"sfpp evaluate needs {' and '.join(missing)}: pip install 'sfpp[eval]'")
@@ -117,7 +119,7 @@ def evaluate_cmd(
         if dry_run:
             _print_plan(ev, as_json)
             return
-        written = write_outputs(ev, out)
+        written = write_outputs(ev, Path(out))
 
     if as_json:
         typer.echo(json.dumps(ev.to_dict(), indent=2))

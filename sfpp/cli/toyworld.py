@@ -63,6 +63,8 @@ def clip_cmd(
         from sfpp.spec import check_output_path
 
         check_number(seconds, "--seconds", high=3600)
+        if seed < 0:
+            raise SfppError(f"--seed must be >= 0, got {seed}")
         check_output_path(Path(out), suffix=".mp4")
         scene = parse_prompt(prompt)
         if not scene.objects:
