@@ -154,3 +154,30 @@ def test_bad_files_are_one_line_errors(tmp_path, monkeypatch):
     one_line_error(run("generate", "--prompt-file", late, "--seconds", "1", *TINY), "3s", "never be used")
     one_line_error(run("generate", "--prompt-file", tmp_path, *TINY), "is a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "late.json", "latin1.txt", "nan.json", "s.toml"]
+
+
+def test_a_killed_generate_leaves_at_worst_a_playable_partial_video(tmp_path):
+    """SIGKILL: no handler runs, but ffmpeg (in its own session) reads end-of-input and closes the file."""
+    from sfpp.video import read_mp4
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFPP_")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", SFPP_HOME=str(tmp_path / "home"))
+    p = subprocess.Popen([sys.executable, "-m", "sfpp.cli.main", "generate", "a red circle on a black background",
+                          "--seconds", "120", "--out", str(tmp_path / "k.mp4")], env=env, cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / "k.partial.mp4"
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and not (partial.is_file() and partial.stat().st_size > 20_000):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    assert p.wait(30) == -signal.SIGKILL
+    deadline = time.time() + 20  # ffmpeg finishes on its own
+    frames = None
+    while time.time() < deadline:
+        try:
+            frames, fps = read_mp4(partial)
+            break
+        except OSError:
+            time.sleep(0.2)
+    assert frames is not None and len(frames) > 0 and fps == 16
+    assert not (tmp_path / "k.mp4").exists()

@@ -58,6 +58,10 @@ def generate_cmd(
 
     Rollout settings (chunk frames, timesteps, shift, window, sink, rope, context noise) come from
     the flags given, else from the student checkpoint (what it was trained with), else from the model.
+
+    The video and its sidecar replace OUT only once both are complete. Ctrl-C or SIGTERM keeps the
+    frames done so far as NAME.partial.mp4 (+ NAME.partial.json, "partial": true) and exits 130/143;
+    a full disk exits 1 and leaves OUT as it was.
     """
     from sfpp.errors import SfppError
     from sfpp.generation import default_out_path, generate

@@ -16,7 +16,10 @@ from sfpp.cli import toyworld as _toyworld
 
 app = typer.Typer(
     name="sfpp",
-    help="Self-Forcing++: stable, minute-long autoregressive video generation.",
+    help="Self-Forcing++: stable, minute-long autoregressive video generation.\n\n"
+    "Exit codes: 0 done; 1 an output could not be written (disk full, I/O error; what was there before is "
+    "kept); 2 bad input (one line says what to fix); 130/143 interrupted by Ctrl-C/SIGTERM (generate and "
+    "rollout keep the frames done so far as NAME.partial.mp4 with a NAME.partial.json sidecar).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # tensors in locals make tracebacks unreadable
