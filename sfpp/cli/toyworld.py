@@ -72,7 +72,13 @@ def clip_cmd(
         clip = render_clip(scene, max(1, round(seconds * FPS)), np.random.default_rng(seed))
         w = Mp4Writer(out, fps=FPS, width=256, height=256)
         w.write(clip.frames.repeat(8, axis=1).repeat(8, axis=2))
-        w.close()
+        w.finish()
+        from sfpp.generation import publish, sidecar_path
+
+        # a sidecar like generate's, so `sfpp toyworld oracle` and `sfpp evaluate` read the clip as it is
+        publish(w, sidecar_path(Path(out)), {"prompt": scene.prompt, "fps": FPS, "num_frames": len(clip.frames),
+                                             "seconds": len(clip.frames) / FPS, "seed": seed, "model": "toyworld",
+                                             "source": "sfpp toyworld clip (ground truth)"})
         console.print(f"[green]wrote[/] {out}: {scene.prompt}")
 
 
@@ -89,7 +95,7 @@ def oracle_cmd(
     window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 2.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Score videos against their prompts with the ToyWorld oracle (prompt fidelity over time).
+    """Score videos with the ToyWorld oracle: objects, shapes, motion, bands, noise, background, over time.
 
     Videos are named by file stem (NAME.mp4 -> NAME) or by rollout sub-folder (SUB/preview.mp4 -> SUB).
 
@@ -107,14 +113,20 @@ def oracle_cmd(
     if json_out:
         print(json.dumps(results, indent=2))
         return
-    t = Table(title="ToyWorld oracle")
+    t = Table(title="ToyWorld oracle (shares of frames, or of windows for motion)")
     t.add_column("video", overflow="fold")
-    for col in ("frames", "all colours", "background", "fidelity", "fidelity last window", "brightness"):
+    for col in ("frames", "all objects", "shapes right", "all moving", "frozen", "bands", "clean", "sharp",
+                "background", "fidelity", "brightness"):
         t.add_column(col, justify="right", no_wrap=True)
+
+    def f3(v) -> str:
+        return "n/a" if v != v else f"{v:.3f}"  # NaN: nothing to tell (e.g. no object found)
+
     for s in results:
         o = s["overall"]
-        t.add_row(escape(s["name"]), str(s["frames"]), f"{o['all_colours']:.3f}", f"{o['background_ok']:.3f}",
-                  f"{o['fidelity']:.3f}", f"{s['windows'][-1]['fidelity']:.3f}", f"{o['brightness']:.1f}")
+        t.add_row(escape(s["name"]), str(s["frames"]), f3(o["all_colours"]), f3(o["shapes_all"]), f3(o["all_moving"]),
+                  f3(o["frozen"]), f3(o["band"]), f3(o["clean"]), f3(o["sharp"]), f3(o["background_ok"]),
+                  f3(o["fidelity"]), f"{o['brightness']:.1f}")
     print_table(t)
 
 
