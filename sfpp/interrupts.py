@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_state = threading.local()  # per thread: `critical` depth and a signal held back meanwhile
 
 
 class Interrupted(BaseException):
@@ -45,6 +46,9 @@ def interruptible() -> Iterator[None]:
         if fired:
             return  # already stopping: let the clean-up finish
         fired.append(signum)
+        if getattr(_state, "depth", 0):  # inside `critical()`: raise when it ends
+            _state.pending = signum
+            return
         raise Interrupted(signum)
 
     for s in SIGNALS:
@@ -54,3 +58,20 @@ def interruptible() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """Hold back `Interrupted` while inside: a write and the count of what it wrote stay together.
+
+    A signal that arrives meanwhile is raised as soon as the outermost `critical()` block ends.
+    """
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        pending = getattr(_state, "pending", None)
+        if _state.depth == 0 and pending is not None:
+            _state.pending = None
+            raise Interrupted(pending)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sfpp.errors import OutputError
+from sfpp.interrupts import critical
 
 # libx264's speed presets, fastest first.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -110,12 +111,13 @@ class Mp4Writer:
         if arr.ndim != 4 or arr.shape[1:] != (self.height, self.width, 3):
             raise ValueError(f"frames must be (n, {self.height}, {self.width}, 3), got {arr.shape}")
         data = np.ascontiguousarray(arr, dtype=np.uint8)
-        try:
-            self._proc.stdin.write(data.tobytes())
-        except (BrokenPipeError, OSError):
-            self._proc.wait()
-            raise OutputError(f"writing {self.path} failed: {self._ffmpeg_error()}") from None
-        self.frames += len(arr)
+        with critical():  # Ctrl-C waits until these frames are written and counted: the count stays exact
+            try:
+                self._proc.stdin.write(data.tobytes())
+            except (BrokenPipeError, OSError):
+                self._proc.wait()
+                raise OutputError(f"writing {self.path} failed: {self._ffmpeg_error()}") from None
+            self.frames += len(arr)
 
     def close(self) -> Path:
         """Finish, check and publish the video; returns its final path."""
