@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,7 +121,7 @@ def build_debug_components(seed: int = 0) -> Components:
 
 # ---------------------------------------------------------------------- toy preset (ToyWorld)
 
-def build_toy_components() -> Components:
+def build_toy_components(arch: str = "v1") -> Components:
     """The bundled ToyWorld model: trained student + frozen text encoder shipped in the package.
 
     Without the bundled student (a source checkout before training) the transformer is
@@ -130,10 +130,10 @@ def build_toy_components() -> Components:
     from sfpp.checkpoints import load_into, read_checkpoint
     from sfpp.toyworld.model import new_toy_transformer, new_toy_text_encoder, toy_codec, toy_tokenizer
 
-    transformer = new_toy_transformer(0)
+    transformer = new_toy_transformer(0, arch)
     student = TOY_ASSETS / "student.safetensors"
-    source = "toy (random init: no bundled student)"
-    if student.is_file():
+    source = f"toy {arch} (random init: no bundled student)"
+    if arch == "v1" and student.is_file():
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
@@ -148,9 +148,11 @@ def build_toy_components() -> Components:
 
 def bundled_files(preset: ModelPreset) -> dict[str, Path]:
     """Role -> weight file shipped in the package that a built-in preset loads (the toy model's)."""
-    if preset.name != "toy":
+    if not preset.name.startswith("toy"):
         return {}
-    files = {"student": TOY_ASSETS / "student.safetensors", "text_encoder": TOY_ASSETS / "text_encoder.safetensors"}
+    files = {"text_encoder": TOY_ASSETS / "text_encoder.safetensors"}
+    if preset.bundled_student is not None:
+        files["student"] = preset.bundled_student
     return {k: v for k, v in files.items() if v.is_file()}
 
 
@@ -238,8 +240,17 @@ def _toy_preset() -> ModelPreset:
     )
 
 
+def _toy_v2_preset() -> ModelPreset:
+    from sfpp.toyworld.model import TOY2_TRANSFORMER
+
+    return replace(_toy_preset(), name="toy-v2", arch=dict(TOY2_TRANSFORMER), bundled_student=None,
+                   description="ToyWorld v2 architecture (random init; for training, issue #16)",
+                   build=lambda: build_toy_components("v2"))
+
+
 PRESETS: dict[str, ModelPreset] = {
     "toy": _toy_preset(),
+    "toy-v2": _toy_v2_preset(),
     "debug": ModelPreset(
         name="debug",
         description="tiny random-initialised Wan-class model for tests and dry runs",

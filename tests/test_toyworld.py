@@ -114,3 +114,32 @@ def test_bundled_model_keeps_both_prompted_objects(tmp_path, monkeypatch):
         s = score_video(frames, prompt, fps=fps)["overall"]
         assert s["all_colours"] >= 0.9, s
         assert s["background_ok"] >= 0.95, s
+
+
+def test_teacher_training_resumes_to_the_same_weights(tmp_path):
+    """An interrupted teacher run (--resume) ends exactly where an uninterrupted one does."""
+    import pytest
+    from safetensors.torch import load_file
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import TeacherConfig, train_teacher
+
+    cfg = TeacherConfig(steps=4, batch_size=2, pool_clips=6, save_every=2, log_every=1, warmup=1, arch="v2")
+    train_teacher(cfg, tmp_path / "a")
+
+    def die_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(cfg, tmp_path / "b", on_log=die_at_3)
+    with pytest.raises(SfppError, match="--resume"):
+        train_teacher(cfg, tmp_path / "b")
+    train_teacher(cfg, tmp_path / "b", resume=True)
+    a, b = load_file(str(tmp_path / "a" / "teacher.safetensors")), load_file(str(tmp_path / "b" / "teacher.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [ln for ln in (tmp_path / "b" / "log.jsonl").read_text().splitlines() if ln.strip()]
+    assert len(rows) == 4  # the log has each step once
+    with pytest.raises(SfppError, match="other settings"):
+        train_teacher(TeacherConfig(steps=4, batch_size=2, pool_clips=6, save_every=2, lr=1e-3, arch="v2"),
+                      tmp_path / "b", resume=True)

@@ -22,7 +22,10 @@ def train_teacher_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 5% of it).")] = 4e-4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device")] = "cpu",
-    init: Annotated[Optional[str], typer.Option("--init", help="Continue from an earlier teacher.safetensors.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from an earlier teacher.safetensors.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out exactly (same options).")] = False,
+    arch: Annotated[str, typer.Option("--arch", help="Toy transformer architecture: v1 (bundled model) or v2.")] = "v1",
+    save_every: Annotated[int, typer.Option("--save-every", help="Steps between saved teacher snapshots and resume states.")] = 500,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,13 +37,22 @@ def train_teacher_cmd(
         if steps <= 0 or batch_size <= 0:
             raise SfppError("--steps and --batch-size must be positive")
         check_number(lr, "--lr", high=1.0)
-        cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=max(1, min(50, steps // 10)))
+        if save_every < 0:
+            raise SfppError(f"--save-every must be >= 0, got {save_every}")
+        from sfpp.spec import check_device
+        from sfpp.toyworld.model import TOY_ARCHS
+
+        device = check_device(device)
+        if arch not in TOY_ARCHS:
+            raise SfppError(f"--arch must be one of {', '.join(TOY_ARCHS)}, got {arch!r}")
+        cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch, save_every=save_every,
+                            log_every=max(1, min(50, steps // 10)))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")
             if init is not None and not Path(init).is_file():
                 raise SfppError(f"--init {init} does not exist")
-            path = train_teacher(cfg, Path(out), device=device, init=Path(init) if init else None,
+            path = train_teacher(cfg, Path(out), device=device, init=Path(init) if init else None, resume=resume,
                                  on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
         console.print(f"[green]teacher[/] {path}")
 

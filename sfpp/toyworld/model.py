@@ -29,6 +29,10 @@ TOY_TRANSFORMER = dict(
     qk_norm="rms_norm_across_heads",
     rope_max_seq_len=1024,
 )
+# ToyWorld v2 (issue #16): 5 layers of width 160 (5 heads x 32, ffn 640), about 1.8x v1's compute per
+# token, for shapes that stay shapes; the bundled model moves to it once a v2 student passes oracle v2.
+TOY2_TRANSFORMER = {**TOY_TRANSFORMER, "num_attention_heads": 5, "ffn_dim": 640, "num_layers": 5}
+TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER}
 # The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
@@ -44,13 +48,17 @@ def toy_tokenizer():
     return build_word_tokenizer(toy_vocabulary(), TOY_TEXT_LEN)
 
 
-def new_toy_transformer(seed: int = 0):
+def new_toy_transformer(seed: int = 0, arch: str = "v1"):
     import torch
     from diffusers import WanTransformer3DModel
 
+    if arch not in TOY_ARCHS:
+        from sfpp.errors import SfppError
+
+        raise SfppError(f"unknown toy architecture {arch!r}; choose one of {', '.join(TOY_ARCHS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return WanTransformer3DModel(**TOY_TRANSFORMER)
+        return WanTransformer3DModel(**TOY_ARCHS[arch])
 
 
 def new_toy_text_encoder(seed: int = 0):

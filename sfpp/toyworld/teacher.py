@@ -49,6 +49,7 @@ class TeacherConfig:
     ema: float = 0.999
     seed: int = 0
     log_every: int = 50
+    arch: str = "v1"  # toy transformer architecture (sfpp.toyworld.model.TOY_ARCHS)
 
 
 def lr_factor(cfg: TeacherConfig, step: int) -> float:
@@ -80,14 +81,46 @@ def render_pool(n: int, frames: int, seed: int, exclude: set[str]) -> tuple[np.n
     return np.stack(clips), prompts  # (n, frames, 32, 32, 3)
 
 
+STATE = "train_state.pt"
+
+
+def _save_state(out: Path, step: int, model, ema, opt, sched, rng, cfg: TeacherConfig) -> None:
+    """Everything a resume needs, written atomically (temp file, fsync, rename)."""
+    import os
+
+    state = {"step": step, "model": model.state_dict(), "ema": ema, "opt": opt.state_dict(),
+             "sched": sched.state_dict(), "np_rng": json.dumps(rng.bit_generator.state),
+             "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg))}
+    tmp = out / (STATE + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out / STATE)
+
+
 def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], None] | None = None,
-                  device: str = "cpu", init: Path | None = None) -> Path:
+                  device: str = "cpu", init: Path | None = None, resume: bool = False) -> Path:
     """Train and write ``out/teacher.safetensors`` (EMA weights) plus ``out/log.jsonl``.
 
     ``init``: continue from an earlier teacher (its weights start both the model and the EMA).
+    ``resume``: continue an interrupted run in `out` exactly where its last saved state left it
+    (``train_state.pt``, written every ``save_every`` steps): weights, EMA, optimiser, schedule,
+    data order and noise; the config must be the same.
     """
+    from sfpp.errors import SfppError
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    saved = None
+    if resume:
+        if not (out / STATE).is_file():
+            raise SfppError(f"no {STATE} in {out} to resume from; start without --resume")
+        saved = torch.load(out / STATE, map_location="cpu", weights_only=True)
+        if json.loads(saved["config"]) != asdict(cfg):
+            raise SfppError(f"cannot resume: {out} was trained with other settings; give the same options or a new --out")
+    elif (out / STATE).is_file():
+        raise SfppError(f"{out} already holds a teacher run; pass --resume to continue it or choose another --out")
     torch.manual_seed(cfg.seed)
     codec = toy_codec()
     T = codec.config.frames
@@ -97,7 +130,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
     emb_of = {p: i for i, p in enumerate(uniq)}
-    model = new_toy_transformer(cfg.seed)
+    model = new_toy_transformer(cfg.seed, cfg.arch)
     if init is not None:
         from sfpp.checkpoints import load_into, read_checkpoint
 
@@ -108,9 +141,22 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     rng = np.random.default_rng(cfg.seed + 1)
-    log = open(out / "log.jsonl", "w")
+    first = 1
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        ema = saved["ema"]
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        rng.bit_generator.state = json.loads(saved["np_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        first = int(saved["step"]) + 1
+        rows = [ln for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()] \
+            if (out / "log.jsonl").is_file() else []
+        keep = [ln for ln in rows if json.loads(ln)["step"] <= saved["step"]]
+        (out / "log.jsonl").write_text("".join(ln + "\n" for ln in keep))
+    log = open(out / "log.jsonl", "a" if saved is not None else "w")
     t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
+    for step in range(first, cfg.steps + 1):
         idx = rng.integers(0, len(pool), cfg.batch_size)
         start = rng.integers(0, pool.shape[1] - clip_frames + 1, cfg.batch_size)
         clips = np.stack([pool[i, s : s + clip_frames] for i, s in zip(idx, start)])  # (B, F, 32, 32, 3)
@@ -141,14 +187,15 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
                 on_log(row)
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
             _save(out, ema, cfg, step)
+            _save_state(out, step, model, ema, opt, sched, rng, cfg)
     log.close()
     return _save(out, ema, cfg, cfg.steps)
 
 
 def _save(out: Path, ema: dict, cfg: TeacherConfig, step: int) -> Path:
     return save_student(out / "teacher.safetensors", ema,
-                        {"model": "toy", "role": "teacher", "horizon_latent_frames": TOY_WINDOW,
-                         "step": step, "train": asdict(cfg)})
+                        {"model": "toy" if cfg.arch == "v1" else f"toy-{cfg.arch}", "role": "teacher",
+                         "horizon_latent_frames": TOY_WINDOW, "step": step, "train": asdict(cfg)})
 
 
 @torch.no_grad()
