@@ -129,3 +129,57 @@ def load_optimizer_state(module: nn.Module, opt: torch.optim.Optimizer, state: d
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(module, opt, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+# ---------------------------------------------------------------------- exports with bounded memory
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+
+
+def write_safetensors_gathered(path, state: dict[str, torch.Tensor], *, metadata: dict[str, str] | None,
+                               is_main: bool) -> None:
+    """Write (possibly sharded) tensors as one safetensors file, one tensor at a time.
+
+    Every process takes part (gathering a sharded tensor is a collective); only the main process
+    keeps each gathered tensor, writes it and drops it, so no process ever holds more than one whole
+    tensor besides its own shards. The file is written to ``PATH.tmp`` and renamed on success.
+    The layout is the safetensors format (a JSON header with dtypes, shapes and offsets, then the data).
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    keys = sorted(state)
+    header, off = {}, 0
+    for k in keys:
+        t = state[k]
+        n = t.numel() * t.element_size()
+        header[k] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + n]}
+        off += n
+    if metadata:
+        header["__metadata__"] = metadata
+    f = None
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        if is_main:
+            raw = json.dumps(header, separators=(",", ":")).encode()
+            raw += b" " * (-len(raw) % 8)
+            f = open(tmp, "wb")
+            f.write(len(raw).to_bytes(8, "little") + raw)
+        for k in keys:
+            full = full_tensor(state[k].detach())  # collective for a sharded tensor
+            if f is not None:
+                f.write(full.contiguous().cpu().view(torch.uint8).numpy().tobytes() if full.numel() else b"")
+            del full
+        if f is not None:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            f = None
+            os.replace(tmp, path)
+    finally:
+        if f is not None:
+            f.close()
+            tmp.unlink(missing_ok=True)

@@ -191,7 +191,7 @@ def test_tables_stay_whole_when_piped_at_80_columns(tmp_path, monkeypatch):
     r = run("toyworld", "oracle", clips)
     assert r.exit_code == 0, r.output
     assert "…" not in r.output
-    assert "0001-a-blue-square-over-the-sea-at-night" in r.output and "fidelity last window" in r.output
+    assert "0001-a-blue-square-over-the-sea-at-night" in r.output and "shapes right" in r.output and "all moving" in r.output
 
 
 def test_print_table_in_a_narrow_terminal_wraps_but_never_cuts(monkeypatch, capsys):

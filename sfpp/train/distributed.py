@@ -47,12 +47,23 @@ class DistContext:
                         dist.broadcast(p.data, src=0)
 
     def _shard(self, nets, *, lora: bool) -> None:
-        """FSDP: every network sharded across the processes (`sfpp.parallel`)."""
+        """FSDP: every network sharded across the processes (`sfpp.parallel`).
+
+        With a single process there is nothing to shard: the networks stay whole, and checkpoints
+        keep the sharded format (so a run saved on N processes resumes on one, and back).
+        """
         if lora:
             raise SfppError("[run] fsdp and [lora] cannot be combined yet; LoRA adapters are small enough to "
                             "train with plain data parallelism (fsdp = false)")
         import torch.distributed as dist
 
+        if self.world == 1:
+            from sfpp.errors import warn
+
+            warn("[run] fsdp with one process: nothing to shard, the networks stay whole (checkpoints stay "
+                 "sharded-format and resume on any number of processes); launch with `accelerate launch "
+                 "--multi_gpu --num_processes N` to shard")
+            return
         if not dist.is_initialized():
             raise SfppError("[run] fsdp shards across processes: start the run with `accelerate launch "
                             "--multi_gpu --num_processes N ...` (N >= 2), or set fsdp = false")
@@ -61,6 +72,16 @@ class DistContext:
         parallel.shard_bidirectional(nets.teacher, mesh)
         if nets.critic is not None:
             parallel.shard_bidirectional(nets.critic, mesh)
+
+    def mean(self, value: float) -> float:
+        """The mean of a per-process number over all processes (logged losses are global means)."""
+        if self.world <= 1:
+            return float(value)
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
 
     # ------------------------------------------------------------------ gradients
     def sync_grads(self, params: list[torch.nn.Parameter]) -> None:

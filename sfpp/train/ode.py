@@ -26,7 +26,7 @@ from sfpp.noise import SeededNoise, mix_seed
 from sfpp.schedule import shift_sigma, x0_from_flow
 from sfpp.train.dmd import cfg_flow
 from sfpp.train.networks import bidirectional_flow
-from sfpp.train.sampling import P_ODE, stage_generator
+from sfpp.train.sampling import P_ODE, slots, stage_generator
 from sfpp.train.update import apply_update
 
 P_TRAJ = 31
@@ -82,6 +82,7 @@ class ODEStage:
         self.root, self.k, self.chunk, self.timesteps, self.latent_hw = Path(root), k, chunk, timesteps, latent_hw
         self.on_log = on_log
         self.store: TrajectoryStore | None = None
+        self.accum = cfg.run.grad_accum  # micro-batches per update here (see `DMDStage.accum`)
 
     def ensure_trajectories(self, step: int = 0) -> "TrajectoryStore":
         """Generate missing trajectory shards (each rank its share), then write the manifest."""
@@ -158,18 +159,22 @@ class ODEStage:
         device = dist.device
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for micro in range(cfg.run.grad_accum):
-            start = position + (micro * dist.world + dist.rank) * B
-            idx = [int(i) for i in _indices(len(store), start, B, cfg.run.seed)]
+        for micro in range(self.accum):
+            slot_ids = slots(micro, dist.rank, dist.world, B)
+            idx = [int(i) for i in _indices(len(store), position + slot_ids[0], B, cfg.run.seed)]
             items = [store.get(i) for i in idx]
             states = torch.stack([it[0] for it in items]).to(device)  # (B, S+1, C, K, H, W)
             times = torch.stack([it[1] for it in items]).to(device)  # (B, S)
             cond = self.data.cond[[it[2] for it in items]].to(device)
             S = times.shape[1]
-            g = stage_generator(cfg.run.seed, "ode", step, P_ODE, dist.rank, micro)
-            pick = torch.randint(S, (B, n_chunks), generator=g)  # a stored state per chunk
+            picks, cleans = [], []
+            for j in slot_ids:  # each sample's draws from its own slot's generator
+                g = stage_generator(cfg.run.seed, "ode", step, P_ODE, 0, j)
+                picks.append(torch.randint(S, (1, n_chunks), generator=g))  # a stored state per chunk
+                cleans.append(torch.rand(1, n_chunks, generator=g))
+            pick = torch.cat(picks)  # (B, n_chunks)
             # clean context: earlier chunks (never the last) replaced by the final state (index S, t = 0)
-            clean = torch.rand(B, n_chunks, generator=g) < cfg.ode.clean_context  # (B, n_chunks)
+            clean = torch.cat(cleans) < cfg.ode.clean_context  # (B, n_chunks)
             clean[:, -1] = False
             pick = torch.where(clean, torch.full_like(pick, S), pick).to(device)
             frame_pick = pick.repeat_interleave(chunk, dim=1)  # (B, K)
@@ -189,11 +194,11 @@ class ODEStage:
                 err = (x0 - target).pow(2) * weight
                 per_frame = target.shape[1] * target.shape[3] * target.shape[4]  # C * H * W values per frame
                 loss = err.sum() / (weight.sum() * per_frame)  # = MSE when no chunk is clean
-            (loss / cfg.run.grad_accum).backward()
+            (loss / self.accum).backward()
             loss_sum += loss.item()
         gnorm = apply_update(s, opt, sched, dist=dist, grad_clip=cfg.optim.grad_clip, ema=ema,
                              ema_module=s.transformer, step=step)
-        return {"ode_loss": loss_sum / cfg.run.grad_accum, "gen_grad_norm": gnorm}
+        return {"ode_loss": dist.mean(loss_sum / self.accum), "gen_grad_norm": gnorm}
 
 class TrajectoryStore:
     """Lazy reader of trajectory shards: one trajectory at a time, never the whole set in memory."""

@@ -16,9 +16,11 @@ sample that DMD scores:
   first level (sigma = 1) the re-noised window is pure noise, so the clean pass is skipped. Frames
   after the window cannot influence it (the student is causal), so they are not generated.
 
-Randomness: every draw is a function of (run seed, stage, step, purpose[, rank, micro-batch]),
-so the draws are identical on every rank without communication, and a resumed run draws exactly
-what an uninterrupted run would.
+Randomness: every draw is a function of (run seed, stage, step, purpose[, sample slot]). The shared
+draws (exit step, N, window) are identical on every rank without communication; per-sample draws
+(noise, DMD timestep) depend on the sample's slot in the step's global batch, slot = (micro-batch *
+world + rank) * batch + b, never on the rank or micro-batch alone. So a resumed run draws exactly what
+an uninterrupted one would, on the same or on another number of processes (the global batch is kept).
 """
 
 from __future__ import annotations
@@ -43,10 +45,16 @@ def stage_generator(seed: int, stage: str, step: int, *parts: int) -> torch.Gene
     return torch.Generator().manual_seed(mix_seed(seed, STAGE_IDS[stage], step, *parts))
 
 
-def stage_noise(seed: int, stage: str, step: int, purpose: int, rank: int, micro: int, *, batch: int, channels: int,
+def slots(micro: int, rank: int, world: int, batch: int) -> list[int]:
+    """The global-batch slots of one rank's micro-batch: (micro * world + rank) * batch + b."""
+    first = (micro * world + rank) * batch
+    return list(range(first, first + batch))
+
+
+def stage_noise(seed: int, stage: str, step: int, purpose: int, slot_ids: list[int], *, channels: int,
                 latent_hw: tuple[int, int], device) -> SeededNoise:
-    """Noise of one micro-batch: one seed per sample, from (run seed, stage, step, purpose, rank, micro, b)."""
-    seeds = [mix_seed(seed, STAGE_IDS[stage], step, purpose, rank, micro, b) for b in range(batch)]
+    """Noise of a micro-batch: one seed per sample, from (run seed, stage, step, purpose, its slot)."""
+    seeds = [mix_seed(seed, STAGE_IDS[stage], step, purpose, 0, 0, j) for j in slot_ids]
     return SeededNoise(seeds, channels=channels, height=latent_hw[0], width=latent_hw[1], device=device)
 
 

@@ -3,6 +3,10 @@
 Layout under a stage folder::
 
     checkpoints/step_000050/state.pt            everything needed to resume (torch.save, weights_only-loadable)
+    checkpoints/step_000050/dcp/ + trainer.json sharded runs ([run] fsdp): each process's own shards of
+                                                student, critic, EMA and optimiser state, written with
+                                                torch.distributed.checkpoint (resumable on any number of
+                                                processes), plus the trainer's step, position and config
     checkpoints/step_000050/student.safetensors (and student_ema.safetensors): loadable by `sfpp generate --checkpoint`
     checkpoints/latest                          name of the newest complete checkpoint
 
@@ -43,7 +47,7 @@ class CheckpointManager:
         if not ptr.is_file():
             return None
         path = self.root / ptr.read_text().strip()
-        return path if (path / "state.pt").is_file() else None
+        return path if (path / "state.pt").is_file() or is_sharded_checkpoint(path) else None
 
     def save(self, step: int, state: dict[str, Any], exports: dict[str, tuple[dict, dict]]) -> Path:
         """Write checkpoint `step`. exports: file stem -> (state dict, config) saved as safetensors."""
@@ -75,6 +79,51 @@ class CheckpointManager:
         self._prune(final)
         return final
 
+    def save_sharded(self, step: int, dcp_state: dict[str, Any], trainer: dict[str, Any], *, dist,
+                     write_exports) -> Path:
+        """Write a sharded checkpoint: every process its own shards (DCP), the main process the rest.
+
+        ``write_exports(folder)`` is called on every process (gathering exports is a collective) and
+        writes the student files into the checkpoint folder before it is published.
+        """
+        import warnings
+
+        import torch.distributed.checkpoint as dcp
+
+        name = f"step_{step:06d}"
+        final, tmp = self.root / name, self.root / (name + ".tmp")
+        if dist.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        dist.barrier()
+        with warnings.catch_warnings():  # single process: DCP says so, which is what we want
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
+            dcp.save(dcp_state, checkpoint_id=str(tmp / "dcp"))
+        write_exports(tmp)
+        dist.barrier()
+        if dist.is_main:
+            with open(tmp / "trainer.json", "w") as f:
+                f.write(json.dumps(trainer) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync_dir(self.root)
+            ptr_tmp = self.root / "latest.tmp"
+            with open(ptr_tmp, "w") as f:
+                f.write(name)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(ptr_tmp, self.root / "latest")
+            _fsync_dir(self.root)
+            self._prune(final)
+        dist.barrier()
+        return final
+
     def _prune(self, newest: Path) -> None:
         done = sorted(p for p in self.root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
         for p in done[: max(0, len(done) - self.keep)]:
@@ -85,10 +134,42 @@ class CheckpointManager:
         path = path or self.latest()
         if path is None:
             raise SfppError(f"no checkpoint to resume from in {self.root}; start without --resume")
+        if is_sharded_checkpoint(path):
+            raise SfppError(f"checkpoint {path} is sharded; it resumes with [run] fsdp = true")
         try:
             return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # a foreign or damaged file
             raise SfppError(f"checkpoint {path} cannot be loaded ({type(e).__name__}); start a new --out") from None
+
+
+def is_sharded_checkpoint(path: Path) -> bool:
+    return (path / "dcp" / ".metadata").is_file() and (path / "trainer.json").is_file()
+
+
+def load_sharded(path: Path, dcp_state: dict[str, Any]) -> dict[str, Any]:
+    """Fill `dcp_state` (this process's own shard layout, any number of processes) from a sharded
+    checkpoint, and return its trainer record."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    try:
+        trainer = json.loads((path / "trainer.json").read_text())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
+            dcp.load(dcp_state, checkpoint_id=str(path / "dcp"))
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise SfppError(f"sharded checkpoint {path} cannot be loaded ({first}); start a new --out") from None
+    return trainer
+
+
+def sharded_keys(path: Path) -> set[str]:
+    """Top-level entries of a sharded checkpoint (e.g. whether it holds an EMA yet)."""
+    import torch.distributed.checkpoint as dcp
+
+    meta = dcp.FileSystemReader(str(path / "dcp")).read_metadata()
+    return {k.split(".", 1)[0] for k in meta.state_dict_metadata}
 
 
 # ---------------------------------------------------------------------- the trainer's own state

@@ -34,7 +34,8 @@ from sfpp.train.distributed import DistContext
 from sfpp.train.dmd_stage import DMDStage
 from sfpp.train.networks import build_networks
 from sfpp.train.ode import ODEStage
-from sfpp.train.state import CheckpointManager, check_resumable, export_hashes, rng_state, set_rng_state
+from sfpp.train.state import (CheckpointManager, check_resumable, export_hashes, is_sharded_checkpoint, rng_state,
+                              set_rng_state)
 from sfpp.train.update import EMA
 
 
@@ -108,6 +109,7 @@ class Distiller:
         self.ema = EMA(cfg.ema.decay, cfg.ema.start_step, on_device=self.fsdp)
         self.step = 0
         self.position = 0  # global samples consumed
+        self.accum = cfg.run.grad_accum  # micro-batches per update on each process (see `_adopt_world`)
         if stage == "ode":
             self.ode = ODEStage(cfg, student=s, teacher=self.nets.teacher, data=self.data, dist=self.dist,
                                 root=self.dir / "trajectories", k=self.K, chunk=self.chunk, timesteps=self.timesteps,
@@ -116,8 +118,23 @@ class Distiller:
             self.dmd = DMDStage(cfg, stage=stage, nets=self.nets, data=self.data, dist=self.dist,
                                 rollout=self.rollout, cache_cfg=self.cache_cfg, latent_hw=self.latent_hw)
         if resume:
-            self._load(self.ckpt.load())
+            latest = self.ckpt.latest()
+            if latest is not None and is_sharded_checkpoint(latest):
+                self._load_sharded(latest)
+            else:
+                self._load(self.ckpt.load())
         self.tb = None
+
+    def _adopt_world(self, saved_world: int, saved_accum: int) -> None:
+        """Resuming on another number of processes: keep the global batch (and so every draw) the same."""
+        total = int(saved_world) * int(saved_accum)
+        if total % self.world:
+            raise SfppError(f"cannot resume on {self.world} processes: the run was saved on {saved_world} with "
+                            f"grad_accum {saved_accum}, a global batch of {total} micro-batches that "
+                            f"{self.world} processes cannot split evenly; use a divisor of {total}")
+        self.accum = total // self.world
+        stage = self.ode if self.stage == "ode" else self.dmd
+        stage.accum = self.accum
 
     def _warmup(self, s: int) -> float:
         w = self.cfg.optim.warmup_steps
@@ -159,7 +176,77 @@ class Distiller:
             "sched_critic": self.sched_c.state_dict() if self.sched_c is not None else None,
             "rng": rng_state(),
             "config": json.dumps(to_dict(self.cfg)),
+            "world": self.world,
+            "grad_accum": self.accum,
         }
+
+    # ------------------------------------------------------------------ sharded checkpoints ([run] fsdp)
+    def _dcp_state(self, *, with_ema: bool) -> dict[str, Any]:
+        """This process's shards of everything a resume needs, keyed for torch.distributed.checkpoint."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        nets = self.nets
+        student, opt_gen = get_state_dict(nets.student, self.opt_g)
+        state: dict[str, Any] = {"student": student, "opt_gen": opt_gen, "rng": rng_state()}
+        if nets.critic is not None:
+            state["critic"], state["opt_critic"] = get_state_dict(nets.critic, self.opt_c)
+        if with_ema:
+            if self.ema.state is None:  # a template for loading: laid out like the student's shards
+                self.ema.state = {k: v.detach().float().clone() for k, v in nets.student.transformer.state_dict().items()}
+            state["ema"] = self.ema.state
+        return state
+
+    def _trainer_record(self) -> dict[str, Any]:
+        return {"format": "sfpp-train-dcp-v1", "stage": self.stage, "step": self.step, "position": self.position,
+                "total_steps": self.total_steps, "world": self.world, "grad_accum": self.accum, "fsdp": True,
+                "sched_gen": self.sched_g.state_dict(),
+                "sched_critic": self.sched_c.state_dict() if self.sched_c is not None else None,
+                "config": json.dumps(to_dict(self.cfg))}
+
+    def _load_sharded(self, path: Path) -> None:
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        from sfpp.train.state import load_sharded, sharded_keys
+
+        try:
+            trainer = json.loads((path / "trainer.json").read_text())
+        except (OSError, ValueError):
+            raise SfppError(f"checkpoint {path} has no readable trainer.json; start a new --out") from None
+        if trainer.get("format") != "sfpp-train-dcp-v1" or trainer.get("stage") != self.stage:
+            raise SfppError(f"the checkpoint in {path} is not an sfpp {self.stage} checkpoint; start a new --out")
+        if not self.fsdp:
+            raise SfppError(f"cannot resume: the checkpoint in {self.dir} is sharded ([run] fsdp = true); set it "
+                            "back or use a new --out")
+        check_resumable({**trainer, "format": "sfpp-train-v1"}, stage=self.stage, config=to_dict(self.cfg),
+                        fsdp=True, where=self.dir)
+        had_ema = self.ema.state is not None
+        state = self._dcp_state(with_ema="ema" in sharded_keys(path))
+        load_sharded(path, state)
+        nets = self.nets
+        set_state_dict(nets.student, self.opt_g, model_state_dict=state["student"], optim_state_dict=state["opt_gen"])
+        if nets.critic is not None:
+            set_state_dict(nets.critic, self.opt_c, model_state_dict=state["critic"],
+                           optim_state_dict=state["opt_critic"])
+        if "ema" not in state and not had_ema:
+            self.ema.state = None
+        self.sched_g.load_state_dict(trainer["sched_gen"])
+        if self.sched_c is not None:
+            self.sched_c.load_state_dict(trainer["sched_critic"])
+        self.step, self.position = int(trainer["step"]), int(trainer["position"])
+        set_rng_state(state["rng"])
+        self._adopt_world(trainer["world"], trainer["grad_accum"])
+
+    def _write_exports(self, folder: Path) -> None:
+        """student(_ema).safetensors gathered one tensor at a time; the main process writes (collective)."""
+        from sfpp.checkpoints import FORMAT
+        from sfpp.parallel import write_safetensors_gathered
+
+        meta = {"sfpp_format": FORMAT, "sfpp_config": json.dumps(self.export_config())}
+        write_safetensors_gathered(folder / "student.safetensors", self.nets.student.transformer.state_dict(),
+                                   metadata=meta, is_main=self.dist.is_main)
+        if self.ema.state is not None:
+            write_safetensors_gathered(folder / "student_ema.safetensors", self.ema.state, metadata=meta,
+                                       is_main=self.dist.is_main)
 
     def _load(self, st: dict[str, Any]) -> None:
         check_resumable(st, stage=self.stage, config=to_dict(self.cfg), fsdp=self.fsdp, where=self.dir)
@@ -178,6 +265,7 @@ class Distiller:
         self.ema.state = ema
         self.step, self.position = int(st["step"]), int(st["position"])
         set_rng_state(st["rng"])
+        self._adopt_world(st.get("world", self.world), st.get("grad_accum", self.cfg.run.grad_accum))
 
     def export_config(self) -> dict[str, Any]:
         """Embedded in exported students: enough for `sfpp generate --checkpoint` to describe it."""
@@ -196,6 +284,9 @@ class Distiller:
         return merge_injected_state(state, lora_scale(self.cfg.lora.rank, self.cfg.lora.alpha))
 
     def save_checkpoint(self) -> Path | None:
+        if self.fsdp:  # each process writes its own shards; exports are gathered one tensor at a time
+            return self.ckpt.save_sharded(self.step, self._dcp_state(with_ema=self.ema.state is not None),
+                                          self._trainer_record(), dist=self.dist, write_exports=self._write_exports)
         path = None
         if self.acc.is_main_process or self.fsdp:  # FSDP: gathering the state is a collective
             state = self.state()
@@ -213,16 +304,16 @@ class Distiller:
         from sfpp.checkpoints import save_student
 
         d = self.dist
-        sd, ema = (d.full_state_dict(self.nets.student.transformer), d.full_tensors(self.ema.state)) \
-            if self.fsdp else (None, None)  # collectives
-        shard_report = d.shard_report(self.nets.student) if self.fsdp else None
+        if self.fsdp:  # gathered one tensor at a time, written by the main process (collective)
+            self._write_exports(self.dir)
+        shard_report = d.shard_report(self.nets.student) if (self.fsdp and self.world > 1) else None
         if self.acc.is_main_process:
             if not self.fsdp:
                 sd, ema = self.nets.student.transformer.state_dict(), self.ema.state
-            save_student(self.dir / "student.safetensors", self.export_weights(sd), self.export_config())
-            if ema is not None:
-                save_student(self.dir / "student_ema.safetensors", self.export_weights(ema),
-                             self.export_config())
+                save_student(self.dir / "student.safetensors", self.export_weights(sd), self.export_config())
+                if ema is not None:
+                    save_student(self.dir / "student_ema.safetensors", self.export_weights(ema),
+                                 self.export_config())
             if self.cfg.lora.enabled:
                 from sfpp.lora import save_adapter
 
@@ -231,7 +322,7 @@ class Distiller:
                 save_adapter(self.dir / "student_lora.safetensors", sd, rank=lo.rank, alpha=lo.alpha,
                              target_modules=lo.target_modules, config=adapter_cfg)
             done = {"step": self.step, "exports": export_hashes(self.dir)}
-            if self.fsdp:
+            if shard_report is not None:
                 done["fsdp"] = shard_report
             tmp = self.dir / "done.json.tmp"
             tmp.write_text(json.dumps(done) + "\n")
