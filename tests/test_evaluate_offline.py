@@ -99,7 +99,7 @@ def test_brightening_video(tmp_path):
     assert drift[0] == 0.0 and drift[1] > 5 and drift[2] > drift[1] + 5  # colour drift grows
     assert m["luma_trend"]["value"] > 20  # luma units per second
     exp = _win_values(vd, "exposure_stability_proxy")
-    assert exp[0] == pytest.approx(100.0) and exp[-1] < 40
+    assert exp[0] > exp[-1] and exp[-1] < 40  # drift counts from the first half second, inside window 0 too
     assert m["exposure_stability_proxy"]["value"] < 40  # low for the video
     assert m["sharpness_ratio"]["windows"][-1]["value"] < 0.5  # detail washes out
 

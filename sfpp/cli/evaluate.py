@@ -81,6 +81,19 @@ def evaluate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print results JSON to stdout instead of the table.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute everything and refresh the cache.")] = False,
     device: Annotated[str, typer.Option(help="Torch device for VBench networks.")] = "cpu",
+    protocol: Annotated[
+        str,
+        typer.Option(help="'windows' (default): each metric on the decoded frames of each --window. 'vbench-long': "
+                     "VBench-Long's protocol for temporal_flickering and the VBench metrics: clips of int(fps)*int(window) "
+                     "frames, each re-encoded as VBench-Long does (H.264 yuv420p) and decoded, subject/background "
+                     "consistency fused with a clip-to-clip score (0.5/0.5; subject needs DINOv2 in --weights-dir "
+                     "dinov2_model/dinov2-base/); per-clip and in-clip numbers stay in results.json. Proxies and sfpp "
+                     "metrics are the same under both."),
+    ] = "windows",
+    long_encoder: Annotated[
+        str, typer.Option(help="VBench-Long's x264 settings, which depend on its PyAV: crf23 (PyAV >= 14.3) or "
+                          "abr1024k (older PyAV, 1024 kb/s).")
+    ] = "crf23",
 ) -> None:
     """Score runs of generated videos over time (VBench-style metrics, proxies, Gemini judge)."""
     from sfpp.evaluate import EvaluateConfig, evaluate_runs, render_table, write_outputs
@@ -109,6 +122,8 @@ def evaluate_cmd(
             prompts_file=prompts,
             use_cache=not no_cache,
             device=device,
+            protocol=protocol,
+            long_encoder=long_encoder,
         )
         try:
             with console.status("evaluating…") as status:

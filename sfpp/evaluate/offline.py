@@ -19,9 +19,19 @@ from sfpp.evaluate.video import Window
 # Exposure thresholds on BT.601 luma (0-255), as in the reference notes.
 HIGHLIGHT_LUMA = 250.0
 SHADOW_LUMA = 5.0
-# A frame pair is "frozen" when nothing changes: grey mean abs diff and top-5% flow both tiny.
-FROZEN_MAD = 0.3
-FROZEN_FLOW_PX = 0.1
+# A frame pair is "frozen" when nothing changes: the mean abs diff of coarse grey frames (16x16-pixel
+# block means, which average per-frame grain away: sigma 4 grain leaves ~0.3) and the consistent top-5 %
+# flow are both tiny.
+FROZEN_MAD = 0.6
+FROZEN_BLOCK = 16
+FROZEN_FLOW_PX = 0.25
+# Flow statistics count only forward-backward consistent vectors (Sundaram et al. 2010):
+# |f(x) + b(x + f(x))|^2 <= FB_ALPHA * (|f|^2 + |b|^2) + FB_BETA px^2. Per-frame grain makes Farneback
+# report large random vectors that the reverse flow does not undo; real motion is undone.
+FB_ALPHA = 0.01
+FB_BETA = 0.25
+# Grey frames are smoothed before Farneback (Gaussian sigma in flow-resolution pixels).
+FLOW_PRESMOOTH_SIGMA = 2.0
 # Fixed size (W, H) on which the Laplacian variance is taken, so sharpness is resolution-free.
 SHARPNESS_SIZE = (256, 256)
 # subject_consistency_proxy compares grey frames downscaled to this longer side.
@@ -29,8 +39,14 @@ SSIM_SIDE = 64
 # exposure_stability_proxy: clipped fraction -> 0-5 rating anchors (mirrors the judge's rubric).
 _CLIP_ANCHORS = np.array([0.0, 0.01, 0.05, 0.15, 0.35, 0.70, 0.90])
 _RATING_ANCHORS = np.array([5.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
-# ... minus one rating level per this many luma units of drift from the first window (max 2).
-_LUMA_DRIFT_PER_LEVEL = 50.0
+# ... minus rating levels for brightness drift from the first window: DRIFT_LEVELS_PER_DOUBLING per
+# doubling (or halving) of (mean luma + 10), at most DRIFT_MAX_LEVELS ...
+DRIFT_LEVELS_PER_DOUBLING = 3.0
+DRIFT_MAX_LEVELS = 3.0
+# ... and for frame-to-frame flicker: one level per FLICKER_LUMA_PER_LEVEL of mean |change in mean luma
+# between consecutive frames - the window's mean change| (a steady ramp costs nothing), at most 4.
+FLICKER_LUMA_PER_LEVEL = 2.0
+FLICKER_MAX_LEVELS = 4.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +166,7 @@ class FrameAnalysis:
         """Top-5 %, top-2 % and mean flow magnitude from frame i to j (kept for every pair seen)."""
         key = (i, j)
         if key not in self._stats:
-            mag = self.flow_magnitude(i, j)
+            mag = self.consistent_flow_magnitude(i, j)
             self._stats[key] = {
                 "top5": top_fraction_mean(mag, 0.05),
                 "top2": top_fraction_mean(mag, 0.02),
@@ -166,6 +182,7 @@ class FrameAnalysis:
             if self.flow_scale < 1.0:
                 size = (max(8, round(self.width * self.flow_scale)), max(8, round(self.height * self.flow_scale)))
                 g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+            g = cv2.GaussianBlur(g, (0, 0), FLOW_PRESMOOTH_SIGMA)
             self._grey_small[i] = g
             if len(self._grey_small) > 64:  # bounded memory on long videos
                 self._grey_small.pop(next(iter(self._grey_small)))
@@ -189,6 +206,31 @@ class FrameAnalysis:
     def flow_magnitude(self, i: int, j: int) -> np.ndarray:
         fl = self.flow(i, j)
         return np.sqrt(fl[..., 0] ** 2 + fl[..., 1] ** 2)
+
+    def consistent_flow_magnitude(self, i: int, j: int) -> np.ndarray:
+        """|flow i->j| where the reverse flow j->i undoes it (`FB_ALPHA`, `FB_BETA`), 0 elsewhere.
+
+        Grain and compression noise make Farneback report random vectors; they fail the check, so
+        a frozen noisy scene measures ~0 px while moving objects keep their flow.
+        """
+        cv2 = _cv2()
+        f, b = self.flow(i, j), self.flow(j, i)  # native px, at flow resolution
+        h, w = f.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        s = self.flow_scale
+        bw = cv2.remap(b, gx + f[..., 0] * s, gy + f[..., 1] * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        err = ((f + bw) ** 2).sum(-1)
+        ok = err <= FB_ALPHA * ((f ** 2).sum(-1) + (bw ** 2).sum(-1)) + FB_BETA
+        return np.sqrt((f ** 2).sum(-1)) * ok
+
+    def pair_coarse_mad(self) -> np.ndarray:
+        """Mean abs difference of consecutive frames' `FROZEN_BLOCK`-pixel block-mean luma (grain averages out)."""
+        if "cmad" not in self._cache:
+            cv2 = _cv2()
+            size = (max(1, self.width // FROZEN_BLOCK), max(1, self.height // FROZEN_BLOCK))
+            coarse = [cv2.resize(self.luma(f), size, interpolation=cv2.INTER_AREA) for f in self.frames]
+            self._cache["cmad"] = np.array([float(np.abs(coarse[k + 1] - coarse[k]).mean()) for k in range(len(coarse) - 1)])
+        return self._cache["cmad"]
 
 
 def _pairs(win: Window) -> slice:
@@ -254,8 +296,35 @@ def ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(s.mean())
 
 
+def _global_shift(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """Translation (dx, dy) with cur(x) ~ ref(x - (dx, dy)), by phase correlation (Hann window)."""
+    cv2 = _cv2()
+    win = cv2.createHanningWindow((ref.shape[1], ref.shape[0]), cv2.CV_64F)
+    (dx, dy), _ = cv2.phaseCorrelate(ref.copy(), cur.copy(), win)  # copies: OpenCV may window them in place
+    return float(dx), float(dy)
+
+
+def aligned_ssim(ref: np.ndarray, cur: np.ndarray) -> float:
+    """SSIM of `cur` and `ref` after undoing their global translation (rounded to whole pixels),
+    over the overlap only.
+
+    Camera pans (the whole frame translating) compare like a still shot; objects that change or
+    move against the background still lower the score.
+    """
+    dx, dy = _global_shift(ref, cur)
+    h, w = ref.shape
+    sx, sy = int(round(dx)), int(round(dy))
+    if abs(sx) > w - 11 or abs(sy) > h - 11:  # too little overlap for the SSIM window
+        return ssim(ref, cur)
+    # cur(x) ~ ref(x - s): compare cur[s:] with ref[:-s] (per axis, for either sign)
+    r = ref[max(0, -sy) : h - max(0, sy), max(0, -sx) : w - max(0, sx)]
+    c = cur[max(0, sy) : h - max(0, -sy), max(0, sx) : w - max(0, -sx)]
+    return ssim(np.ascontiguousarray(r), np.ascontiguousarray(c))
+
+
 def subject_consistency_proxy(a: FrameAnalysis, win: Window) -> float:
-    """VBench's first/previous-frame formula with SSIM of 64-px grey frames in place of DINO cosines."""
+    """VBench's first/previous-frame formula on motion-compensated SSIM of 64-px grey frames
+    (global translation by phase correlation) in place of DINO cosines."""
     cv2 = _cv2()
     greys = []
     for i in range(win.start, win.end):
@@ -264,8 +333,8 @@ def subject_consistency_proxy(a: FrameAnalysis, win: Window) -> float:
             s = SSIM_SIDE / max(g.shape)
             g = cv2.resize(g, (round(g.shape[1] * s), round(g.shape[0] * s)), interpolation=cv2.INTER_AREA)
         greys.append(g)
-    prev = [ssim(greys[i - 1], greys[i]) for i in range(1, len(greys))]
-    first = [ssim(greys[0], greys[i]) for i in range(1, len(greys))]
+    prev = [aligned_ssim(greys[i - 1], greys[i]) for i in range(1, len(greys))]
+    first = [aligned_ssim(greys[0], greys[i]) for i in range(1, len(greys))]
     return _consistency(prev, first)
 
 
@@ -349,18 +418,42 @@ def sharpness_ratio(a: FrameAnalysis, win: Window, first: Window) -> float:
     return float(lv[win.start : win.end].mean() / ref) if ref > 1e-9 else float("nan")
 
 
-def exposure_rating(clipped: float, luma_drift: float) -> float:
-    """0-5 rating mirroring the exposure rubric: clipped-pixel fraction, minus a drift penalty."""
+def exposure_rating(clipped: float, luma_drift_ratio: float = 1.0, flicker: float = 0.0) -> float:
+    """0-5 rating mirroring the exposure rubric: clipped-pixel fraction, minus drift and flicker levels.
+
+    `luma_drift_ratio` is (mean luma + 10) of the window over that of the first window (2 = twice
+    as bright); `flicker` is the window's frame-to-frame luma jitter (`luma_flicker`).
+    """
     r = float(np.interp(clipped, _CLIP_ANCHORS, _RATING_ANCHORS))
-    r -= min(2.0, abs(luma_drift) / _LUMA_DRIFT_PER_LEVEL)
+    r -= min(DRIFT_MAX_LEVELS, abs(np.log2(max(luma_drift_ratio, 1e-6))) * DRIFT_LEVELS_PER_DOUBLING)
+    r -= min(FLICKER_MAX_LEVELS, flicker / FLICKER_LUMA_PER_LEVEL)
     return max(0.0, r)
 
 
+def luma_flicker(a: FrameAnalysis, win: Window) -> float:
+    """Mean |d_t - mean(d)| over the window, d_t the change of mean luma between consecutive frames.
+
+    A steady brightening (constant d_t) scores 0; frames alternating by +-x luma score about x.
+    """
+    lum = a.mean_luma()[win.start : win.end]
+    if len(lum) < 3:
+        return 0.0
+    d = np.diff(lum)
+    return float(np.abs(d - d.mean()).mean())
+
+
 def exposure_stability_proxy(a: FrameAnalysis, win: Window, first: Window) -> float:
-    """sfpp's offline stand-in for Visual Stability on 0-100 (NOT the paper's Gemini judge)."""
+    """sfpp's offline stand-in for Visual Stability on 0-100 (NOT the paper's Gemini judge).
+
+    Drift is the window's frame furthest in brightness from the video's first half second
+    (mean luma + 10, as a ratio), so a steady brightening counts in full even in short windows.
+    """
     clipped = clipped_highlights(a, win) + clipped_shadows(a, win)
-    drift = mean_luma(a, win) - mean_luma(a, first)
-    return 20.0 * exposure_rating(clipped, drift)
+    lum = a.mean_luma()
+    ref = float(lum[first.start : first.start + max(1, int(round(a.fps / 2)))].mean()) + 10.0
+    ratios = (lum[win.start : win.end] + 10.0) / ref
+    ratio = float(ratios[np.argmax(np.abs(np.log2(np.maximum(ratios, 1e-6))))])
+    return 20.0 * exposure_rating(clipped, ratio, luma_flicker(a, win))
 
 
 def worst_quarter_mean(values) -> float:
@@ -388,7 +481,7 @@ def stagnation(a: FrameAnalysis, win: Window) -> float:
 
 
 def frozen_pairs(a: FrameAnalysis) -> np.ndarray:
-    return (a.pair_grey_mad() < FROZEN_MAD) & (a.pair_flow_top5() < FROZEN_FLOW_PX)
+    return (a.pair_coarse_mad() < FROZEN_MAD) & (a.pair_flow_top5() < FROZEN_FLOW_PX)
 
 
 def stagnation_segments(a: FrameAnalysis, min_seconds: float = 0.5) -> list[dict]:

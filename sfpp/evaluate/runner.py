@@ -16,6 +16,7 @@ from sfpp.errors import SfppError
 from sfpp.evaluate import offline as off
 from sfpp.evaluate.aggregate import aggregates
 from sfpp.evaluate.cache import ResultCache
+from sfpp.evaluate.long import LONG_METRICS
 from sfpp.evaluate.metrics import METRICS, resolve_metrics
 from sfpp.evaluate.video import (
     Run,
@@ -48,8 +49,17 @@ class EvaluateConfig:
     use_cache: bool = True
     device: str = "cpu"
     flow: off.FlowConfig = field(default_factory=off.FlowConfig)
+    # 'windows': metrics on the decoded frames of each window. 'vbench-long': VBench-Long's protocol for
+    # temporal_flickering and the VBench metrics (clips re-encoded, slow/fast fusion for subject and
+    # background consistency; see sfpp.evaluate.long). Proxies and sfpp metrics are the same in both.
+    protocol: str = "windows"
+    long_encoder: str = "crf23"  # VBench-Long's x264 settings by PyAV generation: crf23 (>= 14.3), abr1024k (older)
 
     def __post_init__(self):
+        from sfpp.evaluate.long import LongSettings, check_protocol
+
+        object.__setattr__(self, "protocol", check_protocol(self.protocol))
+        LongSettings(encoder=self.long_encoder)  # validates
         for opt, v in (("--window", self.window_s), ("--text-window", self.text_window_s),
                        ("--judge-timeout", self.judge_timeout_s)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -218,7 +228,10 @@ def _weights_fingerprint(weights_dir: Path, metric: str) -> str:
     from sfpp.evaluate.vbench import METRIC_FILES
 
     parts = []
-    for entry in METRIC_FILES[metric]:
+    entries = []
+    for entry in METRIC_FILES[metric]:  # a tuple lists alternatives (VBench's file, a Hugging Face folder)
+        entries += list(entry) if isinstance(entry, tuple) else [entry]
+    for entry in entries:
         p = Path(weights_dir) / entry
         files = [p] if p.is_file() else sorted(x for x in p.glob("*") if x.is_file())
         parts += [f"{f.relative_to(weights_dir)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
@@ -251,6 +264,10 @@ def cache_version(m: str, config: EvaluateConfig, *, prompt: str | None = None, 
             v += f"|flow={config.flow}"
         if spec.family == "vbench":
             v += f"|{_weights_fingerprint(Path(config.weights_dir), m)}"
+        if config.protocol == "vbench-long" and m in LONG_METRICS:
+            v += "|" + _long_settings(config).key(m)
+            if m == "subject_consistency":
+                v += f"|{_long_weights_fingerprint(Path(config.weights_dir))}"
         if m == "overall_consistency":  # prompts are cleaned by ftfy (as VBench) only where it is installed
             from sfpp.evaluate.viclip import text_cleanup_backend
 
@@ -258,6 +275,19 @@ def cache_version(m: str, config: EvaluateConfig, *, prompt: str | None = None, 
     if spec.needs_prompt:
         v += f"|prompt={text_digest(prompt or '')}"
     return v
+
+
+def _long_settings(config: EvaluateConfig):
+    from sfpp.evaluate.long import LongSettings
+
+    return LongSettings(encoder=config.long_encoder)
+
+
+def _long_weights_fingerprint(weights_dir: Path) -> str:
+    from sfpp.evaluate.long import DINOV2_DIR
+
+    files = sorted(x for x in (weights_dir / DINOV2_DIR).glob("*") if x.is_file())
+    return ";".join(f"{f.relative_to(weights_dir)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
 def _judge_version_of(judge, config: EvaluateConfig) -> str:
@@ -310,6 +340,13 @@ def evaluate_runs(
         from sfpp.evaluate import vbench as vb
 
         vb.check_weights(config.weights_dir, vbench_metrics)
+        if config.protocol == "vbench-long":
+            from sfpp.evaluate.long import missing_weights
+
+            missing = missing_weights(config.weights_dir, vbench_metrics, _long_settings(config))
+            if missing:
+                raise SfppError(f"--protocol vbench-long: subject_consistency's clip-to-clip branch needs DINOv2; "
+                                f"--weights-dir {config.weights_dir} is missing {', '.join(missing)}")
         if not config.dry_run:
             if "dynamic_degree" in vbench_metrics:
                 vb._import_torchvision_raft()
@@ -383,11 +420,19 @@ def evaluate_runs(
             vd.update(fps=fps, num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
                       duration_s=frames.shape[0] / fps)
             analysis = off.FrameAnalysis(frames, fps, config.flow)
+            long_videos: dict[float, Any] = {}  # clip seconds -> LongVideo (clips re-encoded once per video)
             for m, version in todo:
                 spec = METRICS[m]
-                wins = make_windows(frames.shape[0], fps, config.text_window_s if spec.text_window else config.window_s)
+                seconds = config.text_window_s if spec.text_window else config.window_s
+                wins = make_windows(frames.shape[0], fps, seconds)
                 try:
-                    if spec.family == "vbench":
+                    if config.protocol == "vbench-long" and m in LONG_METRICS:
+                        from sfpp.evaluate.long import LongVideo, compute_long
+
+                        if seconds not in long_videos:
+                            long_videos[seconds] = LongVideo(frames, fps, seconds, _long_settings(config))
+                        res = compute_long(m, long_videos[seconds], models, entry.prompt)
+                    elif spec.family == "vbench":
                         res = compute_vbench(m, models, frames, fps, wins, entry.prompt)
                     else:
                         res = compute_offline(m, analysis, wins)
@@ -402,7 +447,7 @@ def evaluate_runs(
                     continue
                 vd["metrics"][m] = {"value": None, "error": msg}
                 errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
-            del analysis, frames
+            del analysis, frames, long_videos
         run_dicts.append({"name": run.name, "path": str(run.path), "videos": video_dicts})
 
     if reused:
