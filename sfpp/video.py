@@ -80,6 +80,7 @@ class Mp4Writer:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create {self.path.parent} ({e.strerror})") from None
+        self._lock = _lock(self.tmp, self.path)
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-nostats",
                "-f", "rawvideo", "-vcodec", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
                "-r", f"{fps}", "-i", "pipe:0", "-an",
@@ -135,10 +136,16 @@ class Mp4Writer:
             pass
         rc = self._proc.wait()
         if rc != 0 or not self.tmp.is_file() or (self.frames and self.tmp.stat().st_size == 0):
-            msg = self._ffmpeg_error()
+            msg = self._ffmpeg_error() if rc != 0 else f"{self.tmp.name} vanished while it was written"
             self.tmp.unlink(missing_ok=True)
+            self._unlock()
             raise OutputError(f"writing {self.path} failed: {msg}")
         return self.tmp
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def publish(self) -> Path:
         """Move the finished file onto its target (atomic rename); call after `finish`."""
@@ -149,6 +156,8 @@ class Mp4Writer:
         except OSError as e:
             self.tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot move the finished video onto {self.path} ({e.strerror})") from None
+        finally:
+            self._unlock()
         return self.path
 
     def finish_partial(self) -> Path | None:
@@ -172,6 +181,26 @@ class Mp4Writer:
                 self._proc.kill()
                 self._proc.wait()
         self.tmp.unlink(missing_ok=True)
+        self._unlock()
+
+
+def _lock(tmp: Path, target: Path) -> int | None:
+    """Hold an exclusive lock on the partial file while it is written: a second writer of the same
+    video fails at once instead of both clobbering one file. Released when the process ends."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot write {tmp} ({e.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"another process is writing {target} right now; wait for it or choose another --out") from None
+    return fd
 
 
 def read_mp4(path: str | os.PathLike) -> tuple[np.ndarray, float]:
