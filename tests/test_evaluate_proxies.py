@@ -102,7 +102,6 @@ def test_frozen_noisy_scene_is_static(scores):
     assert scores["static"]["flow"] < 0.05 and scores["static"]["stagnation"] == 1.0
 
 
-@pytest.mark.xfail(reason="not met yet: consistent Farneback flow still reads ~1.1 px/frame on toy-level grain", strict=True)
 def test_frozen_noisy_scene_does_not_move(scores):
     s = scores["static+noise"]
     assert s["flow"] < 0.5  # px/frame (was ~9)

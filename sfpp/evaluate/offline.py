@@ -24,12 +24,20 @@ SHADOW_LUMA = 5.0
 # flow are both tiny.
 FROZEN_MAD = 0.6
 FROZEN_BLOCK = 16
+# ... or the change is grain: per-frame noise averages out in block means (i.i.d. grain of any strength
+# leaves block-mean changes ~0.1x the per-pixel change; a real change of content keeps most of it).
+FROZEN_GRAIN_RATIO = 0.2
 FROZEN_FLOW_PX = 0.25
 # Flow statistics count only forward-backward consistent vectors (Sundaram et al. 2010):
 # |f(x) + b(x + f(x))|^2 <= FB_ALPHA * (|f|^2 + |b|^2) + FB_BETA px^2. Per-frame grain makes Farneback
 # report large random vectors that the reverse flow does not undo; real motion is undone.
 FB_ALPHA = 0.01
 FB_BETA = 0.25
+# ... and only where the motion explains the change: warping frame j back by the flow must cut the local
+# (7x7 box) abs difference to frame i to at most FLOW_GAIN of the difference without motion. Per-frame
+# grain on a frozen scene is not explained by any motion, so it reads as no motion.
+FLOW_GAIN = 0.5
+FLOW_GAIN_BOX = 11
 # Grey frames are smoothed before Farneback (Gaussian sigma in flow-resolution pixels).
 FLOW_PRESMOOTH_SIGMA = 2.0
 # Fixed size (W, H) on which the Laplacian variance is taken, so sharpness is resolution-free.
@@ -208,9 +216,10 @@ class FrameAnalysis:
         return np.sqrt(fl[..., 0] ** 2 + fl[..., 1] ** 2)
 
     def consistent_flow_magnitude(self, i: int, j: int) -> np.ndarray:
-        """|flow i->j| where the reverse flow j->i undoes it (`FB_ALPHA`, `FB_BETA`), 0 elsewhere.
+        """|flow i->j| where the reverse flow j->i undoes it (`FB_ALPHA`, `FB_BETA`) and where warping by
+        it explains the change between the frames (`FLOW_GAIN`); 0 elsewhere.
 
-        Grain and compression noise make Farneback report random vectors; they fail the check, so
+        Grain and compression noise make Farneback report random vectors; they fail these checks, so
         a frozen noisy scene measures ~0 px while moving objects keep their flow.
         """
         cv2 = _cv2()
@@ -221,6 +230,12 @@ class FrameAnalysis:
         bw = cv2.remap(b, gx + f[..., 0] * s, gy + f[..., 1] * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         err = ((f + bw) ** 2).sum(-1)
         ok = err <= FB_ALPHA * ((f ** 2).sum(-1) + (bw ** 2).sum(-1)) + FB_BETA
+        gi, gj = self._grey(i).astype(np.float32), self._grey(j).astype(np.float32)
+        warped = cv2.remap(gj, gx + f[..., 0] * s, gy + f[..., 1] * s, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        box = (FLOW_GAIN_BOX, FLOW_GAIN_BOX)
+        moved = cv2.blur(np.abs(warped - gi), box)
+        still = cv2.blur(np.abs(gj - gi), box)
+        ok &= moved <= FLOW_GAIN * still  # the motion explains the change (grain is explained by none)
         return np.sqrt((f ** 2).sum(-1)) * ok
 
     def pair_coarse_mad(self) -> np.ndarray:
@@ -481,7 +496,9 @@ def stagnation(a: FrameAnalysis, win: Window) -> float:
 
 
 def frozen_pairs(a: FrameAnalysis) -> np.ndarray:
-    return (a.pair_coarse_mad() < FROZEN_MAD) & (a.pair_flow_top5() < FROZEN_FLOW_PX)
+    coarse = a.pair_coarse_mad()
+    still = (coarse < FROZEN_MAD) | (coarse < FROZEN_GRAIN_RATIO * a.pair_grey_mad())
+    return still & (a.pair_flow_top5() < FROZEN_FLOW_PX)
 
 
 def stagnation_segments(a: FrameAnalysis, min_seconds: float = 0.5) -> list[dict]:
