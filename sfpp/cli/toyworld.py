@@ -185,6 +185,42 @@ def compare_cmd(
         console.print(f"[green]wrote[/] {out}/compare.json and {out}/fidelity_over_time.png")
 
 
+@app.command("stable-length")
+def stable_length_cmd(
+    folders: Annotated[list[str], typer.Argument(help="Student folders of a 'sfpp toyworld compare' run (OUT/LABEL, "
+                                                 "holding <m>x/pNN.mp4 videos with sidecars).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Stable length: the longest video (in multiples of the teacher horizon K) whose last 10% still has
+    >= 80% of the 1x K object and motion persistence (oracle v2), recomputed from stored videos."""
+    from rich.table import Table
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.compare import stable_length_of_folder
+
+    with user_errors():
+        res = {}
+        for f in folders:
+            if not Path(f).is_dir():
+                raise SfppError(f"{f} is not a folder; give OUT/LABEL folders of a 'sfpp toyworld compare' run")
+            r = stable_length_of_folder(Path(f))
+            if not r["per_multiple"]:
+                raise SfppError(f"{f} holds no <m>x/pNN.mp4 videos with prompts; give OUT/LABEL of 'sfpp toyworld compare'")
+            res[f] = r
+    if json_out:
+        print(json.dumps(res, indent=2, default=float))
+        return
+    t = Table(title="Stable length (last 10% of each video vs 1x K; threshold 80%)")
+    for col in ("student", "stable length (x K)", "failed at", "why", "objects per length", "motion per length"):
+        t.add_column(col, overflow="fold")
+    for f, r in res.items():
+        per = r["per_multiple"]
+        t.add_row(escape(f), str(r["stable_multiple"]), str(r["failed_at"] or "-"), r["reason"] or "-",
+                  " ".join(f"{m}x:{v['objects']:.2f}" for m, v in sorted(per.items())),
+                  " ".join(f"{m}x:{v['motion']:.2f}" for m, v in sorted(per.items())))
+    print_table(t)
+
+
 @app.command("heldout")
 def heldout_cmd(
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Student (default: the bundled model).")] = None,

@@ -43,7 +43,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
             seconds = m * horizon_seconds()
             folder = out / label / f"{m}x"
             folder.mkdir(parents=True, exist_ok=True)
-            scores = []
+            scores, tails = [], []
             for i, p in enumerate(prompts):
                 path = folder / f"p{i:02d}.mp4"
                 if not (reuse and _same_video(path, p, seed + i, seconds, lm.checkpoint_sha256, sink)):
@@ -51,24 +51,106 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
                                   device="cpu", sink=sink)
                 frames, fps = read_mp4(path)
                 scores.append(score_video(frames, p, fps=fps, window_s=window_s))
-            keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours", "objects")
-            overall = {k: float(np.mean([s["overall"][k] for s in scores])) for k in keys}
-            last = {k: float(np.mean([s["windows"][-1][k] for s in scores])) for k in keys}
-            per_len[f"{m}x"] = {"seconds": seconds, "overall": overall, "last_window": last,
+                tails.append(tail_scores(frames, fps, p))
+            keys = ("fidelity", "all_colours", "background_ok", "brightness", "extra_colours", "objects",
+                    "shapes_all", "all_moving", "frozen", "speed", "band", "clean", "sharp")
+            overall = {k: _nanmean([s["overall"][k] for s in scores]) for k in keys}
+            last = {k: _nanmean([s["windows"][-1][k] for s in scores]) for k in keys}
+            tail = {k: _nanmean([t[k] for t in tails]) for k in TAIL_KEYS}
+            per_len[f"{m}x"] = {"seconds": seconds, "overall": overall, "last_window": last, "tail": tail,
                                 **{f"{k}_curve": _window_means(scores, k)
-                                   for k in ("fidelity", "brightness", "all_colours", "objects")}}
+                                   for k in ("fidelity", "brightness", "all_colours", "objects", "shapes_all",
+                                             "all_moving")}}
             log(f"{label} {m}x ({seconds:.1f} s): fidelity {overall['fidelity']:.3f}, last window "
                 f"{last['fidelity']:.3f}, colours {overall['all_colours']:.3f}")
         results["runs"][label] = per_len
+        results.setdefault("stable_length", {})[label] = stable_length(
+            {int(k[:-1]): v["tail"] for k, v in per_len.items()})
     (out / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, out / "fidelity_over_time.png")
     return results
 
 
+# ---------------------------------------------------------------------- stable length (issue #19)
+TAIL = 0.1  # the last 10 % of a video
+TAIL_KEYS = ("objects", "motion", "shapes")
+STABLE_FRACTION = 0.8  # both persistences must stay >= 80 % of their values at 1x K
+# Fixed before any budget sweep ran (issue #19): the measure, its tail and its threshold are not tuned on data.
+
+
+def tail_scores(frames: np.ndarray, fps: float, prompt: str, *, tail: float = TAIL) -> dict[str, float]:
+    """Oracle v2 over the last `tail` of a video: object persistence (every prompted object found),
+    motion persistence (every prompted object moving, per 2 s window) and shapes (all right).
+
+    The tail is at least 8 frames (motion needs a few frames), so a teacher-horizon video (12 frames)
+    is scored on its last 8.
+    """
+    n = len(frames)
+    k = min(n, max(8, int(round(n * tail))))
+    s = score_video(frames[n - k:], prompt, fps=fps, window_s=min(2.0, k / fps))
+    o = s["overall"]
+    return {"objects": o["all_colours"], "motion": o["all_moving"], "shapes": o["shapes_all"]}
+
+
+def stable_length(per_multiple: dict[int, dict[str, float]], *, fraction: float = STABLE_FRACTION) -> dict:
+    """The longest length (a multiple of the teacher horizon K) up to which object and motion
+    persistence in the video's tail both stay >= `fraction` of their values at the shortest length.
+
+    ``per_multiple``: {multiple of K: tail scores (`tail_scores` averaged over prompts)}. Lengths are
+    taken in order; the first that fails ends the search (a later recovery does not count). Returns
+    ``{"stable_multiple": m or 0, "reference": {...}, "failed_at": m or None, "reason": ...}``.
+    """
+    ms = sorted(per_multiple)
+    if not ms:
+        return {"stable_multiple": 0, "reference": None, "failed_at": None, "reason": "no videos"}
+    ref = per_multiple[ms[0]]
+    stable, failed, reason = 0, None, None
+    for m in ms:
+        v = per_multiple[m]
+        bad = [k for k in ("objects", "motion")
+               if not (np.isfinite(v[k]) and np.isfinite(ref[k]) and v[k] >= fraction * ref[k])]
+        if ref["objects"] <= 0 or ref["motion"] <= 0:
+            bad = bad or ["reference is zero"]
+        if bad:
+            failed, reason = m, ", ".join(bad)
+            break
+        stable = m
+    return {"stable_multiple": stable, "reference": ref, "failed_at": failed, "reason": reason, "fraction": fraction}
+
+
+def stable_length_of_folder(folder: Path, prompts: list[str] | None = None) -> dict:
+    """Recompute the stable length of one student from its stored compare videos (``<m>x/pNN.mp4``)."""
+    from sfpp.videos import read_sidecar, sidecar_prompt
+    from sfpp.video import read_mp4
+
+    per: dict[int, dict[str, float]] = {}
+    for sub in sorted(Path(folder).iterdir()):
+        if not (sub.is_dir() and sub.name.endswith("x") and sub.name[:-1].isdigit()):
+            continue
+        tails = []
+        for mp4 in sorted(sub.glob("p*.mp4")):
+            if mp4.name.endswith(".partial.mp4"):
+                continue
+            side = read_sidecar(mp4.with_suffix(".json") if mp4.with_suffix(".json").is_file() else None)
+            prompt = sidecar_prompt(side) or (prompts[int(mp4.stem[1:])] if prompts else None)
+            if prompt is None:
+                continue
+            frames, fps = read_mp4(mp4)
+            tails.append(tail_scores(frames, fps, prompt))
+        if tails:
+            per[int(sub.name[:-1])] = {k: _nanmean([t[k] for t in tails]) for k in TAIL_KEYS}
+    return {"per_multiple": per, **stable_length(per)}
+
+
+def _nanmean(values) -> float:
+    v = np.array([x for x in values], dtype=np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
 def _window_means(scores: list[dict], key: str) -> list[float]:
     """Per window, the mean of `key` over the prompts' oracle scores (up to the shortest video)."""
     n_win = min(len(s["windows"]) for s in scores)
-    return [float(np.mean([s["windows"][w][key] for s in scores])) for w in range(n_win)]
+    return [_nanmean([s["windows"][w][key] for s in scores]) for w in range(n_win)]
 
 
 def _same_video(path: Path, prompt: str, seed: int, seconds: float, sha256: str | None, sink: int) -> bool:
