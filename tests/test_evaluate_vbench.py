@@ -89,11 +89,42 @@ def test_middle_frame_indices_match_vbench():
 
 def test_transforms_shapes_and_normalisation():
     frames = np.full((3, 75, 109, 3), 255, dtype=np.uint8)
-    x = vb.clip_transform(frames, 224)
+    x = vb.clip_transform(frames, 224, uint8=False)
     assert x.shape == (3, 3, 224, 224)
     assert torch.allclose(x[:, :, 100, 100], (1 - torch.tensor(vb.CLIP_MEAN)) / torch.tensor(vb.CLIP_STD), atol=1e-4)
     d = vb.dino_transform(frames)
     assert d.shape == (3, 3, 224, int(224 * 109 / 75))  # short side 224, no crop, width follows the aspect
+
+
+def test_dino_reads_vbench_file_or_hf_folder_as_the_same_network(tmp_path):
+    """DINO ViT from a Hugging Face ViTModel folder is converted to DINO's names; on square 224 px
+    frames (no position interpolation) it computes what transformers' ViT computes with eps 1e-6;
+    saved as VBench's dino_vitbase16_pretrain.pth the same weights give the same features."""
+    from transformers import ViTConfig, ViTModel
+
+    from sfpp.evaluate.dino import checkpoint_state_dict
+
+    torch.manual_seed(3)
+    hf = ViTModel(ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=1, intermediate_size=96,
+                            image_size=224, patch_size=16, layer_norm_eps=1e-6), add_pooling_layer=False).eval()
+    hf.save_pretrained(tmp_path / "a" / vb.DINO_DIR)
+    frames = moving_square_video(h=224, w=224, n=2)
+    got = vb.VBenchModels(tmp_path / "a").dino_features(frames)
+    with torch.no_grad():
+        want = hf(pixel_values=vb.dino_transform(frames)).last_hidden_state[:, 0]
+    assert torch.allclose(got, want, atol=1e-5)
+    dino = vb.VBenchModels(tmp_path / "a").dino()
+    (tmp_path / "b" / vb.DINO_FILE).parent.mkdir(parents=True)
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in dino.state_dict().items()}}, tmp_path / "b" / vb.DINO_FILE)
+    assert checkpoint_state_dict(torch.load(tmp_path / "b" / vb.DINO_FILE)).keys() == dino.state_dict().keys()
+    wide = moving_square_video(h=75, w=109, n=2)  # 224x325 after the resize: position grid 14x20
+    b = vb.VBenchModels(tmp_path / "b")
+    assert b.dino().config.heads == 1  # a DINO file has no config: heads = width / 64
+    with torch.no_grad():
+        assert torch.allclose(b.dino_features(wide[:1])[:, :8], dino(vb.dino_transform(wide[:1]))[:, :8])
+    torch.save({"cls_token": torch.zeros(1, 1, 8)}, tmp_path / "b" / vb.DINO_FILE)
+    with pytest.raises(SfppError, match="is not a DINO ViT checkpoint"):
+        vb.VBenchModels(tmp_path / "b").dino()
 
 
 def test_missing_weights_are_listed(tmp_path):
@@ -101,10 +132,10 @@ def test_missing_weights_are_listed(tmp_path):
     with pytest.raises(SfppError) as e:
         vb.check_weights(tmp_path / "w", ["subject_consistency", "aesthetic_quality"])
     msg = str(e.value)
-    assert "dino_model/dino-vitb16/config.json" in msg
+    assert "dino_model/dino_vitbase16_pretrain.pth (or the Hugging Face folder dino_model/dino-vitb16/)" in msg
     assert "clip_model/clip-vit-large-patch14/model.safetensors" in msg
     assert "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth" in msg
-    assert "hf download facebook/dino-vitb16" in msg
+    assert "dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth" in msg
     with pytest.raises(SfppError, match="--weights-dir"):
         vb.check_weights(None, ["clip_score"])
 
@@ -138,7 +169,7 @@ def test_vbench_metrics_end_to_end(tmp_path, weights_dir):
     model = CLIPModel.from_pretrained(weights_dir / vb.CLIP_B32_DIR).eval()
     tok = AutoTokenizer.from_pretrained(weights_dir / vb.CLIP_B32_DIR)
     with torch.no_grad():
-        img = vb._features(model.get_image_features(pixel_values=vb.clip_transform(frames[vb.middle_frame_indices(8, 20)], 64)))
+        img = vb._features(model.get_image_features(pixel_values=vb.clip_transform(frames[vb.middle_frame_indices(8, 20)], 64, uint8=True)))
         enc = tok(["a red square"], return_tensors="pt")
         txt = vb._features(model.get_text_features(**enc))
     expected = torch.nn.functional.cosine_similarity(img, txt).mean().item()
@@ -150,7 +181,7 @@ def test_vbench_metrics_end_to_end(tmp_path, weights_dir):
     # aesthetic = mean over frames of (3 * e5 . normalised L/14 embedding + 5.5) / 10
     l14 = CLIPModel.from_pretrained(weights_dir / vb.CLIP_L14_DIR).eval()
     with torch.no_grad():
-        emb = torch.nn.functional.normalize(vb._features(l14.get_image_features(pixel_values=vb.clip_transform(frames, 56))), dim=-1)
+        emb = torch.nn.functional.normalize(vb._features(l14.get_image_features(pixel_values=vb.clip_transform(frames, 56, uint8=False))), dim=-1)
     per_window = [float(((3.0 * emb[s:e, 5] + 5.5) / 10).mean()) for s, e in [(0, 8), (8, 16), (12, 20)]]
     assert square["aesthetic_quality"]["value"] == pytest.approx(np.mean(per_window), abs=1e-5)
     assert 0.5 < square["aesthetic_quality"]["value"] < 0.6
@@ -159,26 +190,47 @@ def test_vbench_metrics_end_to_end(tmp_path, weights_dir):
     assert ev.runs[0]["aggregates"]["framewise_quality"] is None
 
 
-def test_raft_dynamic_degree_needs_torchvision(tmp_path, weights_dir):
-    if vb.torchvision_available():
-        pytest.skip("torchvision imports here; covered by test_raft_dynamic_degree_with_torchvision")
-    with pytest.raises(SfppError, match="torchvision") as e:
-        vb._import_torchvision_raft()
-    assert "dynamic_degree_proxy" in str(e.value)
+def test_raft_loads_vbench_file_and_refuses_others(tmp_path):
+    """dynamic_degree reads VBench's raft_model/models/raft-things.pth (the RAFT authors' weights,
+    DataParallel 'module.' names) with weights_only; torchvision's RAFT file is not read."""
+    from sfpp.evaluate.raft import RAFT
 
-
-@pytest.mark.skipif(not vb.torchvision_available(), reason="torchvision does not import beside this torch build")
-def test_raft_dynamic_degree_with_torchvision(tmp_path):
-    from torchvision.models.optical_flow import raft_large
-
-    root = tmp_path / "w"
-    (root / vb.RAFT_FILE).parent.mkdir(parents=True)
-    torch.save(raft_large(weights=None).state_dict(), root / vb.RAFT_FILE)
-    models = vb.VBenchModels(root)
-    frames = static_video(h=123, w=131, n=9)  # padded to 128x136, RAFT's minimum
-    assert vb.dynamic_degree(models, frames, 8.0, iters=2) == 0.0  # identical frames: zero flow
+    torch.manual_seed(0)
+    ref = RAFT().eval()
+    (tmp_path / vb.RAFT_FILE).parent.mkdir(parents=True)
+    torch.save({f"module.{k}": v for k, v in ref.state_dict().items()}, tmp_path / vb.RAFT_FILE)
+    model = vb.VBenchModels(tmp_path).raft()
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in model.state_dict().items())
+    # files saved without BatchNorm's batch counters load too
+    sd = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(sd, tmp_path / vb.RAFT_FILE)
+    assert isinstance(vb.VBenchModels(tmp_path).raft(), RAFT)
     with pytest.raises(SfppError, match="at least 128x128"):
-        vb.dynamic_degree(models, static_video(h=75, w=109, n=9), 8.0, iters=2)
+        vb.dynamic_degree(vb.VBenchModels(tmp_path), static_video(h=75, w=109, n=9), 8.0, iters=2)
+    torch.save({"fnet.conv1.weight": torch.zeros(1)}, tmp_path / vb.RAFT_FILE)
+    with pytest.raises(SfppError, match="is not RAFT's raft-things.pth"):
+        vb.VBenchModels(tmp_path).raft()
+    # only torchvision's file: named as not VBench's, and the fetch command given
+    other = tmp_path / "tv"
+    (other / vb.TORCHVISION_RAFT_FILE).parent.mkdir(parents=True)
+    (other / vb.TORCHVISION_RAFT_FILE).write_bytes(b"x")
+    with pytest.raises(SfppError) as e:
+        vb.check_weights(other, ["dynamic_degree"])
+    assert "raft_model/models/raft-things.pth" in str(e.value) and "models.zip" in str(e.value)
+    assert "torchvision's RAFT" in str(e.value)
+
+
+def test_raft_forward_on_small_frames_is_deterministic_and_padded(tmp_path, one_thread):
+    """RAFT at its minimum size: a 123x131 pair is replicate-padded to 128x136 and gives per-pair values."""
+    from sfpp.evaluate.raft import RAFT
+
+    torch.manual_seed(0)
+    (tmp_path / vb.RAFT_FILE).parent.mkdir(parents=True)
+    torch.save(RAFT().state_dict(), tmp_path / vb.RAFT_FILE)
+    models = vb.VBenchModels(tmp_path)
+    frames = moving_square_video(h=123, w=131, n=2)
+    a = vb.raft_motion(models, frames, 8.0, iters=2)
+    assert len(a) == 1 and np.isfinite(a[0]) and a == vb.raft_motion(models, frames, 8.0, iters=2)
 
 
 def test_musiq_without_pyiqa_is_a_clear_error(tmp_path):
@@ -195,45 +247,36 @@ def test_musiq_without_pyiqa_is_a_clear_error(tmp_path):
 
 
 class _FlowStub(torch.nn.Module):
-    """Stands in for torchvision's RAFT where torchvision cannot import: a flow of known magnitude
-    on 10 % of the (padded) frame, zero elsewhere, so the top-5 % mean is exactly `speed`."""
+    """Stands in for RAFT: a flow of known magnitude on 10 % of the (padded) frame, zero elsewhere,
+    so the top-5 % mean is exactly `speed`."""
 
-    def __init__(self):
+    def __init__(self, speed: float = 0.0):
         super().__init__()
-        self.speed = torch.nn.Parameter(torch.zeros(()))
+        self.speed = speed
         self.calls = []
 
-    def forward(self, a, b, num_flow_updates=12):
-        self.calls.append((tuple(a.shape), float(a.min()), float(a.max()), num_flow_updates))
+    def forward(self, a, b, iters=20):
+        self.calls.append((tuple(a.shape), float(a.min()), float(a.max()), iters))
         flow = torch.zeros(1, 2, a.shape[2], a.shape[3])
         flow[:, 0, : a.shape[2] // 10 + 1] = self.speed
-        return [flow]
+        return flow
 
 
-@pytest.mark.parametrize("speed,moving,calls", [(1.70, 0.0, 15), (1.80, 1.0, 4)])
+@pytest.mark.parametrize("speed,moving,calls", [(3.05, 0.0, 15), (3.10, 1.0, 4)])
 def test_dynamic_degree_sampling_and_thresholds(tmp_path, monkeypatch, speed, moving, calls):
-    stub = _FlowStub()
-    with torch.no_grad():
-        stub.speed.fill_(speed)
-    (tmp_path / vb.RAFT_FILE).parent.mkdir(parents=True)
-    torch.save(stub.state_dict(), tmp_path / vb.RAFT_FILE)
-    built = []
-
-    def fake_raft_large(weights=None, progress=True):
-        built.append(_FlowStub())
-        return built[-1]
-
-    monkeypatch.setattr(vb, "_import_torchvision_raft", lambda: fake_raft_large)
-    frames = moving_square_video(h=75, w=109, n=32, speed=2)
-    # 16 fps -> every 2nd frame (16 sampled, count_num 4); threshold 6 * 75/256 = 1.758 px
-    score = vb.dynamic_degree(vb.VBenchModels(tmp_path), frames, 16.0)
-    assert score == moving
-    model = built[0]
-    assert model.speed.item() == pytest.approx(speed)  # weights came from the file
-    assert len(model.calls) == calls  # stops once count_num pairs moved
-    shape, lo, hi, iters = model.calls[0]
-    assert shape == (1, 3, 80, 112)  # padded to multiples of 8
-    assert -1.0 <= lo < 0 < hi <= 1.0 and iters == 20
+    stub = _FlowStub(speed)
+    models = vb.VBenchModels(tmp_path)
+    monkeypatch.setattr(models, "raft", lambda: stub)
+    frames = moving_square_video(h=131, w=203, n=32, speed=2)
+    # 16 fps -> every 2nd frame (16 sampled, count_num 4); threshold 6 * 131/256 = 3.07 px
+    assert vb.dynamic_degree(models, frames, 16.0) == moving
+    assert len(stub.calls) == calls  # stops once count_num pairs moved
+    shape, lo, hi, iters = stub.calls[0]
+    assert shape == (1, 3, 136, 208)  # padded to multiples of 8
+    assert 0 <= lo < hi <= 255 and iters == 20  # 0-255 frames: RAFT scales them itself
+    # two sampled frames: round(4 * 2/16) = 0 pairs needed, VBench calls any such clip moving
+    assert vb.dynamic_degree(models, frames[:3], 16.0) == 1.0
+    assert vb.dynamic_degree(models, frames[:1], 16.0) != vb.dynamic_degree(models, frames[:1], 16.0)  # NaN
 
 
 def _pyiqa_available() -> bool:
@@ -710,7 +753,7 @@ def test_overall_consistency_end_to_end_with_tiny_viclip(tmp_path, weights_dir, 
     # recomputed by hand: 8 middle frames of 20, clip_transform at the model's 28 px, cosine with the prompt
     frames, _ = read_video(run / "square.mp4")
     tok = vc.ViCLIPTokenizer(weights_dir / vb.VICLIP_VOCAB)
-    x = vb.clip_transform(frames[[0, 3, 5, 8, 10, 13, 15, 18]], 28).unsqueeze(0)
+    x = vb.clip_transform(frames[[0, 3, 5, 8, 10, 13, 15, 18]], 28, uint8=True).unsqueeze(0)
     with torch.no_grad():
         want = model.similarity(x, tok("the red square", 32))[0, 0].item()
         other = model.similarity(x, tok("a blue circle", 32))[0, 0].item()
@@ -731,14 +774,14 @@ def test_vbench_group_gives_text_alignment(tmp_path, weights_dir, monkeypatch, o
     root = tmp_path / "w"
     shutil.copytree(weights_dir, root)
     (root / vb.RAFT_FILE).parent.mkdir(parents=True)
-    torch.save(_FlowStub().state_dict(), root / vb.RAFT_FILE)
-    monkeypatch.setattr(vb, "_import_torchvision_raft", lambda: lambda weights=None, progress=True: _FlowStub())
+    (root / vb.RAFT_FILE).write_bytes(b"")  # never read: RAFT is stubbed
+    monkeypatch.setattr(vb.VBenchModels, "raft", lambda self: _FlowStub(10.0))
     _save_amt(root, AMTS().state_dict())
     (root / vb.MUSIQ_FILE).parent.mkdir(parents=True)
     (root / vb.MUSIQ_FILE).write_bytes(b"")  # imaging_quality fails on it: recorded, the rest goes on
     run = tmp_path / "run"
     run.mkdir()
-    write_mp4(run / "still.mp4", static_video(h=75, w=109, n=10), 8, sidecar={"prompt": "a quiet room"})
+    write_mp4(run / "still.mp4", static_video(h=128, w=131, n=10), 8, sidecar={"prompt": "a quiet room"})
     ev = evaluate_runs([run], EvaluateConfig(metrics=("vbench",), weights_dir=root, window_s=10.0))
     assert {e["metric"] for e in ev.errors} <= {"imaging_quality", "motion_smoothness"}  # pyiqa / frames < 113 px
     s = ev.runs[0]["summary"]

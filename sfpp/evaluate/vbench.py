@@ -1,21 +1,22 @@
 """VBench dimensions computed with VBench's networks, loaded only from local files.
 
-`--weights-dir DIR` follows VBench's cache layout (`~/.cache/vbench`) where the file format
-allows it; the networks sfpp loads through `transformers` are Hugging Face folders instead of
-OpenAI/DINO pickles:
+`--weights-dir DIR` follows VBench's cache layout (`~/.cache/vbench`, VBench's own file names) for
+every network except OpenAI CLIP, which sfpp reads as Hugging Face folders:
 
-    DIR/dino_model/dino-vitb16/                 facebook/dino-vitb16            (ViTModel)
+    DIR/dino_model/dino_vitbase16_pretrain.pth                  (DINO ViT-B/16, VBench's file;
+        or the Hugging Face folder DIR/dino_model/dino-vitb16/  facebook/dino-vitb16, same network)
     DIR/clip_model/clip-vit-base-patch32/       openai/clip-vit-base-patch32    (CLIPModel + tokenizer)
     DIR/clip_model/clip-vit-large-patch14/      openai/clip-vit-large-patch14   (CLIPModel)
     DIR/aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth   (LAION head, VBench's file)
-    DIR/raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth          (torchvision RAFT-large)
+    DIR/raft_model/models/raft-things.pth                       (RAFT, VBench's file from the RAFT authors)
     DIR/pyiqa_model/musiq_spaq_ckpt-358bb6af.pth                (MUSIQ, VBench's file)
     DIR/amt_model/amt-s.pth                                     (AMT-S, VBench's file; CC BY-NC-SA 4.0)
     DIR/ViCLIP/ViClip-InternVid-10M-FLT.pth                     (ViCLIP ViT-L/14, VBench's file; MIT)
     DIR/ViCLIP/bpe_simple_vocab_16e6.txt.gz                     (CLIP's BPE vocabulary, for ViCLIP's text)
 
-Frame sampling, thresholds and formulas follow VBench (`vbench/*.py`); see each function.
-Frames are `(F, H, W, 3)` uint8 RGB.
+Frame sampling, thresholds, formulas and preprocessing follow VBench (`vbench/*.py`) metric by
+metric, including the dtype VBench resizes in (float for the per-frame metrics, uint8 for the
+8-frame text metrics); docs/evaluate_vbench.md tabulates it. Frames are `(F, H, W, 3)` uint8 RGB.
 """
 
 from __future__ import annotations
@@ -34,28 +35,31 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+DINO_FILE = "dino_model/dino_vitbase16_pretrain.pth"
 DINO_DIR = "dino_model/dino-vitb16"
 CLIP_B32_DIR = "clip_model/clip-vit-base-patch32"
 CLIP_L14_DIR = "clip_model/clip-vit-large-patch14"
 AESTHETIC_HEAD = "aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth"
-RAFT_FILE = "raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+RAFT_FILE = "raft_model/models/raft-things.pth"
 MUSIQ_FILE = "pyiqa_model/musiq_spaq_ckpt-358bb6af.pth"
 AMT_FILE = "amt_model/amt-s.pth"
 VICLIP_FILE = "ViCLIP/ViClip-InternVid-10M-FLT.pth"
 VICLIP_VOCAB = "ViCLIP/bpe_simple_vocab_16e6.txt.gz"
+TORCHVISION_RAFT_FILE = "raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth"  # not VBench's: refused with a hint
 
 _HF_DOWNLOAD = {
-    DINO_DIR: "hf download facebook/dino-vitb16 --local-dir DIR/" + DINO_DIR,
+    DINO_FILE: "wget -P DIR/dino_model https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
     CLIP_B32_DIR: "hf download openai/clip-vit-base-patch32 --local-dir DIR/" + CLIP_B32_DIR,
     CLIP_L14_DIR: "hf download openai/clip-vit-large-patch14 --local-dir DIR/" + CLIP_L14_DIR,
+    RAFT_FILE: "wget https://dl.dropboxusercontent.com/s/4j4z58wuv8o0mfz/models.zip && unzip models.zip -d DIR/raft_model",
     AMT_FILE: "hf download lalala125/AMT amt-s.pth --local-dir DIR/amt_model",
     VICLIP_FILE: "hf download OpenGVLab/VBench_Used_Models ViClip-InternVid-10M-FLT.pth --local-dir DIR/ViCLIP",
     VICLIP_VOCAB: "hf download OpenGVLab/ViCLIP-L-14-hf bpe_simple_vocab_16e6.txt.gz --local-dir DIR/ViCLIP",
 }
 
-# Which weight files each VBench metric needs.
-METRIC_FILES: dict[str, tuple[str, ...]] = {
-    "subject_consistency": (DINO_DIR,),
+# Which weight files each VBench metric needs; a tuple inside lists alternatives (the first is VBench's).
+METRIC_FILES: dict[str, tuple] = {
+    "subject_consistency": ((DINO_FILE, DINO_DIR),),
     "background_consistency": (CLIP_B32_DIR,),
     "overall_consistency": (VICLIP_FILE, VICLIP_VOCAB),
     "clip_score": (CLIP_B32_DIR,),
@@ -66,7 +70,12 @@ METRIC_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _missing_entries(root: Path, entry: str) -> list[str]:
+def _missing_entries(root: Path, entry) -> list[str]:
+    if isinstance(entry, tuple):  # alternatives: fine if any one is complete
+        found = [_missing_entries(root, e) for e in entry]
+        if any(not m for m in found):
+            return []
+        return [f"{found[0][0]} (or the Hugging Face folder {entry[1]}/)"]
     p = root / entry
     if entry.endswith((".pth", ".pt", ".gz")):
         return [] if p.is_file() else [entry]
@@ -103,6 +112,9 @@ def check_weights(weights_dir: Path | None, metrics: list[str]) -> None:
     if missing:
         hints = sorted({_HF_DOWNLOAD[e] for e in _HF_DOWNLOAD if any(x.startswith(e) for x in missing)})
         fix = f"; fetch with: {' ; '.join(hints)}" if hints else ""
+        if RAFT_FILE in missing and (root / TORCHVISION_RAFT_FILE).is_file():
+            fix += (f" ({TORCHVISION_RAFT_FILE} is torchvision's RAFT, trained differently from the "
+                    "raft-things.pth VBench uses, so it is not read)")
         raise SfppError(f"--weights-dir {root} is missing: {', '.join(missing)}{fix}")
 
 
@@ -111,15 +123,23 @@ def _to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (F, 3, H, W), 0-255
 
 
-def _resize_short(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """torchvision `Resize(size)`: short side to `size`, long side `int(size * long / short)`."""
+def _resize_short(x: torch.Tensor, size: int, mode: str, *, uint8: bool) -> torch.Tensor:
+    """torchvision `Resize(size, antialias=False)` on a (F, 3, H, W) tensor of 0-255 values: short
+    side to `size`, long side `int(size * long / short)`.
+
+    `uint8` says which tensor VBench resizes: torchvision resizes a uint8 tensor in float, then
+    clamps (bicubic) and rounds it back to uint8; a float32 tensor (what VBench's `load_video`
+    returns) is neither rounded nor clamped, so bicubic overshoot at sharp edges survives.
+    """
     h, w = x.shape[-2:]
     if h <= w:
         nh, nw = size, int(size * w / h)
     else:
         nh, nw = int(size * h / w), size
-    # VBench resizes uint8 tensors: torchvision rounds and clamps the result back to 0-255
-    return F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=False).round().clamp(0, 255)
+    if (nh, nw) == (h, w):  # torchvision returns the input unchanged
+        return x
+    x = F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=False)
+    return x.clamp(0, 255).round() if uint8 else x
 
 
 def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,15 +154,19 @@ def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - m) / s
 
 
-def clip_transform(frames: np.ndarray, size: int = 224) -> torch.Tensor:
-    """Bicubic short side -> size (no antialias), centre crop, /255, CLIP mean/std."""
-    x = _center_crop(_resize_short(_to_tensor(frames), size, "bicubic"), size)
+def clip_transform(frames: np.ndarray, size: int = 224, *, uint8: bool) -> torch.Tensor:
+    """VBench `clip_transform(size)`: bicubic short side -> size (no antialias), centre crop, /255,
+    CLIP mean/std. `uint8=True` where VBench feeds it uint8 frames (the decord reader of the 8-frame
+    text metrics), `False` where it feeds `load_video`'s float32 frames (background, aesthetic)."""
+    x = _center_crop(_resize_short(_to_tensor(frames), size, "bicubic", uint8=uint8), size)
     return _normalize(x / 255.0, CLIP_MEAN, CLIP_STD)
 
 
 def dino_transform(frames: np.ndarray, size: int = 224) -> torch.Tensor:
-    """Short side -> size (no crop), /255, ImageNet mean/std."""
-    return _normalize(_resize_short(_to_tensor(frames), size, "bilinear") / 255.0, IMAGENET_MEAN, IMAGENET_STD)
+    """VBench `dino_transform(size)` on `load_video`'s float32 frames: bilinear short side -> size
+    (no antialias, no crop, no rounding), /255, ImageNet mean/std."""
+    x = _resize_short(_to_tensor(frames), size, "bilinear", uint8=False)
+    return _normalize(x / 255.0, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
@@ -198,9 +222,38 @@ class VBenchModels:
         return m.to(self.device).eval()
 
     def dino(self):
-        from transformers import ViTModel
+        """DINO ViT from VBench's `dino_vitbase16_pretrain.pth`, else from the Hugging Face folder."""
 
-        return self._get("dino", lambda: self._hf(ViTModel, DINO_DIR, add_pooling_layer=False))
+        def load():
+            from sfpp.evaluate.dino import DinoConfig, DinoViT, checkpoint_state_dict, state_dict_from_hf
+
+            if (self.weights_dir / DINO_FILE).is_file():
+                path, obj, fetch = self._safe_load(DINO_FILE)
+                heads, what = None, f"{path} is not a DINO ViT checkpoint"
+                try:
+                    sd = checkpoint_state_dict(obj)
+                except TypeError as e:
+                    raise SfppError(f"{what} ({e}); {fetch}") from None
+            else:
+                from transformers import ViTModel
+
+                hf = self._hf(ViTModel, DINO_DIR, add_pooling_layer=False)
+                heads, what = int(hf.config.num_attention_heads), f"{self.weights_dir / DINO_DIR} is not a DINO ViT"
+                try:
+                    sd = state_dict_from_hf(hf.state_dict())
+                except KeyError as e:
+                    raise SfppError(f"{what} (no {e.args[0]})") from None
+            try:
+                model = DinoViT(DinoConfig.from_state_dict(sd, heads=heads))
+            except (KeyError, IndexError, ValueError) as e:
+                raise SfppError(f"{what} ({f'no {e.args[0]}' if isinstance(e, KeyError) else e})") from None
+            problem = _state_dict_mismatch(model, sd, extract=lambda o: o)
+            if problem:
+                raise SfppError(f"{what} ({problem})")
+            model.load_state_dict(sd, strict=True)
+            return model.to(self.device).eval()
+
+        return self._get("dino", load)
 
     def clip_b32(self):
         from transformers import CLIPModel
@@ -232,11 +285,23 @@ class VBenchModels:
         return self._get("aesthetic_head", load)
 
     def raft(self):
+        """RAFT-large from VBench's `raft_model/models/raft-things.pth` (the RAFT authors' weights)."""
+
         def load():
-            raft_large = _import_torchvision_raft()
-            model = raft_large(weights=None, progress=False)
-            sd = torch.load(self.weights_dir / RAFT_FILE, map_location="cpu", weights_only=True)
-            model.load_state_dict(sd)
+            from sfpp.evaluate.raft import RAFT, checkpoint_state_dict
+
+            path, obj, fetch = self._safe_load(RAFT_FILE)
+            model = RAFT()
+            # files saved before BatchNorm counted its batches lack these counters (unused in eval)
+            counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+
+            def extract(o):
+                return {**counters, **checkpoint_state_dict(o)}
+
+            problem = _state_dict_mismatch(model, obj, extract=extract)
+            if problem:
+                raise SfppError(f"{path} is not RAFT's raft-things.pth ({problem}); {fetch}")
+            model.load_state_dict(extract(obj), strict=True)
             return model.to(self.device).eval()
 
         return self._get("raft", load)
@@ -275,6 +340,8 @@ class VBenchModels:
         a missing or unreadable file is one clear error naming how to fetch it."""
         path = self.weights_dir / rel
         fetch = f"fetch it with: {_HF_DOWNLOAD[rel].replace('DIR', str(self.weights_dir))}"
+        if rel == RAFT_FILE and (self.weights_dir / TORCHVISION_RAFT_FILE).is_file():
+            fetch += f" ({TORCHVISION_RAFT_FILE} is torchvision's RAFT, not the weights VBench uses)"
         if not path.is_file():
             raise SfppError(f"{path} is missing; {fetch}")
         try:
@@ -359,7 +426,8 @@ class VBenchModels:
     def viclip_video_features(self, frames: np.ndarray) -> torch.Tensor:
         """(1, D) ViCLIP embedding (not normalised) of the sampled frames (T, H, W, 3), CLIP-transformed."""
         model = self.viclip()
-        x = clip_transform(frames, model.config.image_size).unsqueeze(0).to(self.device)
+        # VBench reads these frames with decord as uint8 (read_frames_decord_by_fps): resized in uint8
+        x = clip_transform(frames, model.config.image_size, uint8=True).unsqueeze(0).to(self.device)
         return model.encode_vision(x).float().cpu()
 
     @torch.no_grad()
@@ -396,12 +464,16 @@ class VBenchModels:
         return torch.cat([fn(x[i : i + self.batch_size].to(self.device)).float().cpu() for i in range(0, len(x), self.batch_size)])
 
     def dino_features(self, frames: np.ndarray) -> torch.Tensor:
+        """(F, D) DINO class tokens of `dino_transform`ed frames (float resize, DINO's own
+        position-embedding interpolation for non-square frames)."""
         m = self.dino()
-        return self._batched(lambda b: m(pixel_values=b, interpolate_pos_encoding=True).last_hidden_state[:, 0], dino_transform(frames))
+        return self._batched(m, dino_transform(frames))
 
-    def clip_image_features(self, model, frames: np.ndarray) -> torch.Tensor:
+    def clip_image_features(self, model, frames: np.ndarray, *, uint8: bool) -> torch.Tensor:
+        """(F, D) CLIP image embeddings (not normalised); `uint8` as in `clip_transform`."""
         size = int(model.config.vision_config.image_size)
-        return self._batched(lambda b: _features(model.get_image_features(pixel_values=b)), clip_transform(frames, size))
+        return self._batched(lambda b: _features(model.get_image_features(pixel_values=b)),
+                             clip_transform(frames, size, uint8=uint8))
 
     @torch.no_grad()
     def clip_text_features(self, text: str) -> torch.Tensor:
@@ -414,16 +486,8 @@ class VBenchModels:
 
 
 def _import_torchvision_raft():
-    try:
-        from torchvision.models.optical_flow import raft_large
-    except Exception as e:  # noqa: BLE001 - a mismatched torchvision raises RuntimeError at import
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SfppError(
-            f"dynamic_degree (RAFT) needs torchvision, which failed to import ({reason}); install the torchvision "
-            f"build that matches torch {torch.__version__} (for a +cpu torch: pip install torchvision "
-            "--index-url https://download.pytorch.org/whl/cpu), or use dynamic_degree_proxy"
-        ) from None
-    return raft_large
+    """Kept for callers of earlier versions: dynamic_degree runs sfpp's own RAFT (sfpp/evaluate/raft.py)
+    on VBench's raft-things.pth and no longer needs torchvision. Does nothing."""
 
 
 # ---- metrics: each takes the frames of one window ----------------------------------------------
@@ -434,7 +498,7 @@ def subject_consistency(models: VBenchModels, frames: np.ndarray) -> float:
 
 def background_consistency(models: VBenchModels, frames: np.ndarray) -> float:
     """VBench background_consistency: CLIP ViT-B/32 image embeddings of every frame, same formula."""
-    return consistency_score(models.clip_image_features(models.clip_b32(), frames))
+    return consistency_score(models.clip_image_features(models.clip_b32(), frames, uint8=False))
 
 
 def overall_consistency(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
@@ -450,7 +514,7 @@ def overall_consistency(models: VBenchModels, frames: np.ndarray, prompt: str) -
 def clip_score(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
     """VBench competition clip_score: 8 "middle" frames, mean cosine(frame, text) with CLIP B/32."""
     idx = middle_frame_indices(8, len(frames))
-    img = F.normalize(models.clip_image_features(models.clip_b32(), frames[idx]), dim=-1)
+    img = F.normalize(models.clip_image_features(models.clip_b32(), frames[idx], uint8=True), dim=-1)
     txt = F.normalize(models.clip_text_features(prompt), dim=-1)
     return float((img @ txt.T).mean())
 
@@ -458,7 +522,7 @@ def clip_score(models: VBenchModels, frames: np.ndarray, prompt: str) -> float:
 def aesthetic_quality(models: VBenchModels, frames: np.ndarray) -> float:
     """VBench aesthetic_quality: L2-normalised CLIP ViT-L/14 embeddings -> LAION linear head -> /10, mean."""
     model, head = models.clip_l14(), models.aesthetic_head()
-    emb = F.normalize(models.clip_image_features(model, frames), dim=-1)
+    emb = F.normalize(models.clip_image_features(model, frames, uint8=False), dim=-1)
     if emb.shape[-1] != head.in_features:
         raise SfppError(
             f"{AESTHETIC_HEAD} expects {head.in_features}-d embeddings but {CLIP_L14_DIR} gives {emb.shape[-1]}; "
@@ -469,43 +533,56 @@ def aesthetic_quality(models: VBenchModels, frames: np.ndarray) -> float:
     return float(scores.mean())
 
 
+def raft_motion(models: VBenchModels, frames: np.ndarray, fps: float, *, iters: int = 20,
+                stop_at: int | None = None) -> list[float]:
+    """Per sampled pair, VBench's motion value: the mean of the largest 5 % RAFT flow magnitudes.
+
+    As VBench's DynamicDegree: frames every max(1, round(fps/8)); each pair replicate-padded
+    (centred) to multiples of 8 by RAFT's InputPadder, flow from RAFT with `iters` updates at full
+    resolution; the top 5 % (`int(h*w*0.05)` values, h and w padded) of sqrt(u^2+v^2), averaged in
+    float32 by numpy as VBench does. With `stop_at`, pairs stop once that many values exceed
+    VBench's threshold 6*min(H,W)/256 (the verdict cannot change); None computes every pair.
+    """
+    idx = list(range(0, len(frames), max(1, round(fps / 8))))
+    h, w = frames.shape[1:3]
+    ph, pw = (-h) % 8, (-w) % 8
+    if min(h + ph, w + pw) < 128:
+        raise SfppError(f"dynamic_degree (RAFT) needs frames of at least 128x128 pixels, got {h}x{w} (RAFT's "
+                        "coarsest correlation level would be one pixel); use dynamic_degree_proxy for small videos")
+    model = models.raft()
+    thres = 6.0 * min(h, w) / 256.0
+    values: list[float] = []
+    with torch.no_grad():
+        for a in range(len(idx) - 1):
+            pair = _to_tensor(frames[[idx[a], idx[a + 1]]])  # (2, 3, H, W) float 0-255, as VBench's frames
+            pair = F.pad(pair, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
+            flow = model(pair[0:1].to(models.device), pair[1:2].to(models.device), iters=iters)
+            flo = flow[0].permute(1, 2, 0).cpu().numpy()
+            rad = np.sqrt(np.square(flo[:, :, 0]) + np.square(flo[:, :, 1])).flatten()
+            cut = int(rad.size * 0.05)
+            values.append(float(np.mean(np.abs(np.sort(-rad))[:cut])))
+            if stop_at is not None and sum(v > thres for v in values) >= stop_at:
+                break
+    return values
+
+
 def dynamic_degree(models: VBenchModels, frames: np.ndarray, fps: float, *, iters: int = 20) -> float:
     """VBench dynamic_degree on one clip: 1.0 if moving else 0.0.
 
-    Frames every max(1, round(fps/8)); RAFT flow at full resolution (replicate-padded to /8, as
-    VBench's InputPadder); per pair the
-    mean of the top 5 % magnitudes; moving once round(4*N/16) pairs exceed 6*min(H,W)/256 px.
+    Motion values from `raft_motion` (frames every max(1, round(fps/8)), RAFT on raft-things.pth,
+    top-5 % mean flow magnitude per pair); moving once round(4*N/16) pairs (N sampled frames)
+    exceed 6*min(H,W)/256 px, the threshold on the unpadded size. Fewer than 2 sampled frames: NaN.
     """
-    model = models.raft()
-    idx = list(range(0, len(frames), max(1, round(fps / 8))))
-    if len(idx) < 2:
+    n = len(range(0, len(frames), max(1, round(fps / 8))))
+    if n < 2:
         return float("nan")
     h, w = frames.shape[1:3]
     thres = 6.0 * min(h, w) / 256.0
-    count_num = round(4 * len(idx) / 16.0)
-    x = _to_tensor(frames[idx]) / 127.5 - 1.0  # RAFT input range [-1, 1]
-    ph, pw = (-h) % 8, (-w) % 8
-    x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="replicate")
-    counter = 0
-    with torch.no_grad():
-        for a in range(len(idx) - 1):
-            try:
-                flow = model(x[a : a + 1].to(models.device), x[a + 1 : a + 2].to(models.device),
-                             num_flow_updates=iters)[-1]
-            except ValueError as e:  # torchvision's RAFT needs padded frames of at least 128x128
-                if "too small" not in str(e):
-                    raise
-                raise SfppError(f"dynamic_degree (RAFT) needs frames of at least 128x128 pixels, got {h}x{w}; "
-                                "use dynamic_degree_proxy for small videos") from None
-            # as VBench: the top-5 % is taken over the padded flow, the threshold on the original size
-            flow = flow[0].float().cpu()
-            mag = torch.sqrt(flow[0] ** 2 + flow[1] ** 2).reshape(-1)
-            k = max(1, int(mag.numel() * 0.05))
-            if float(mag.topk(k).values.mean()) > thres:
-                counter += 1
-            if counter >= count_num:
-                return 1.0
-    return 0.0
+    count_num = round(4 * n / 16.0)
+    if count_num <= 0:  # 2 sampled frames: round(0.5) = 0, VBench's check_move is True after any pair
+        return 1.0
+    values = raft_motion(models, frames, fps, iters=iters, stop_at=count_num)
+    return 1.0 if sum(v > thres for v in values) >= count_num else 0.0
 
 
 def imaging_quality(models: VBenchModels, frames: np.ndarray) -> float:
@@ -584,12 +661,3 @@ def motion_smoothness(models: VBenchModels, frames: np.ndarray) -> float:
     real = frames[1::2][: len(mids)]
     diffs = [np.abs(m.astype(np.int16) - r.astype(np.int16)).mean() for m, r in zip(mids, real)]
     return float((255.0 - np.mean(diffs)) / 255.0)
-
-
-def torchvision_available() -> bool:
-    try:
-        _import_torchvision_raft()
-    except SfppError:
-        return False
-    return True
-
