@@ -128,7 +128,7 @@ def build_toy_components(arch: str = "v1") -> Components:
     random-initialised, which is what training starts from.
     """
     from sfpp.checkpoints import load_into, read_checkpoint
-    from sfpp.toyworld.model import new_toy_transformer, new_toy_text_encoder, toy_codec, toy_tokenizer
+    from sfpp.toyworld.model import new_toy_transformer, toy_codec, toy_text_encoder, toy_tokenizer
 
     transformer = new_toy_transformer(0, arch)
     student = TOY_ASSETS / "student.safetensors"
@@ -137,12 +137,7 @@ def build_toy_components(arch: str = "v1") -> Components:
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
-    text_encoder = new_toy_text_encoder(0)
-    enc_file = TOY_ASSETS / "text_encoder.safetensors"
-    if enc_file.is_file():  # the exact frozen encoder the bundled model was trained with
-        from safetensors.torch import load_file
-
-        text_encoder.load_state_dict(load_file(str(enc_file)))
+    text_encoder = toy_text_encoder()  # the exact frozen encoder the bundled model was trained with
     return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
 
 

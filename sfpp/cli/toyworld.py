@@ -185,6 +185,41 @@ def compare_cmd(
         console.print(f"[green]wrote[/] {out}/compare.json and {out}/fidelity_over_time.png")
 
 
+@app.command("teacher-score")
+def teacher_score_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="A teacher.safetensors from 'sfpp toyworld train-teacher'.")],
+    n: Annotated[int, typer.Option("--n", help="Prompts from each set (training and held-out).")] = 8,
+    seeds: Annotated[int, typer.Option("--seeds", help="Samples per prompt.")] = 2,
+    steps: Annotated[int, typer.Option("--steps", help="Euler steps.")] = 24,
+    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 5.0,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the full JSON here.")] = None,
+) -> None:
+    """Oracle v2 on the teacher's own samples: does the teacher draw the shapes, motion and backgrounds?"""
+    from rich.table import Table
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import held_out_prompts, score_teacher, training_prompts
+
+    with user_errors():
+        if not Path(checkpoint).is_file():
+            raise SfppError(f"teacher checkpoint {checkpoint} does not exist")
+        if not 1 <= n <= 100 or not 1 <= seeds <= 20 or not 1 <= steps <= 200:
+            raise SfppError("--n must be 1-100, --seeds 1-20 and --steps 1-200")
+        check_number(guidance, "--guidance", low=0.0, high=50.0, low_inclusive=True)
+        res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance)
+               for name, prompts in (("training", training_prompts(n)), ("held-out", held_out_prompts()))}
+        if out is not None:
+            Path(out).write_text(json.dumps(res, indent=2, default=float) + "\n")
+    t = Table(title=f"Teacher {checkpoint}: oracle v2 on its own samples (CFG {guidance:g}, {steps} steps)")
+    keys = ("all_colours", "shapes_all", "all_moving", "speed", "band", "clean", "sharp", "background_ok")
+    t.add_column("prompts")
+    for k in keys:
+        t.add_column(k, justify="right")
+    for name, r in res.items():
+        t.add_row(f"{name} ({r['n']})", *(f"{r['mean'][k]:.3f}" for k in keys))
+    print_table(t)
+
+
 @app.command("stable-length")
 def stable_length_cmd(
     folders: Annotated[list[str], typer.Argument(help="Student folders of a 'sfpp toyworld compare' run (OUT/LABEL, "

@@ -72,3 +72,17 @@ def new_toy_text_encoder(seed: int = 0):
 
 def toy_codec() -> PixelCodec:
     return PixelCodec(TOY_CODEC)
+
+
+def toy_text_encoder():
+    """The frozen text encoder of the toy family: the weights shipped with the package (exactly the ones
+    the bundled model was trained with), else the seeded initialisation they were made from."""
+    from pathlib import Path
+
+    enc = new_toy_text_encoder(0)
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "toy" / "text_encoder.safetensors"
+    if shipped.is_file():
+        from safetensors.torch import load_file
+
+        enc.load_state_dict(load_file(str(shipped)))
+    return enc.eval()

@@ -26,7 +26,7 @@ from sfpp.text import encode_prompts
 from sfpp.toyworld.model import (
     TOY_TEXT_LEN,
     TOY_WINDOW,
-    new_toy_text_encoder,
+    toy_text_encoder,
     new_toy_transformer,
     toy_codec,
     toy_tokenizer,
@@ -66,6 +66,18 @@ def held_out_prompts(n: int = 20, seed: int = 1234) -> list[str]:
     out: list[str] = []
     while len(out) < n:
         p = random_scene(rng, max_objects=2).prompt
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def training_prompts(n: int, seed: int = 4321) -> list[str]:
+    """`n` fixed prompts of the training distribution (never the held-out ones)."""
+    rng = np.random.default_rng(seed)
+    held = set(held_out_prompts())
+    out: list[str] = []
+    while len(out) < n:
+        p = random_scene(rng, max_objects=2, exclude=held).prompt
         if p not in out:
             out.append(p)
     return out
@@ -126,7 +138,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     T = codec.config.frames
     clip_frames = TOY_WINDOW * T
     pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()))
-    tok, enc = toy_tokenizer(), new_toy_text_encoder().to(device)
+    tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
     emb_of = {p: i for i, p in enumerate(uniq)}
@@ -210,7 +222,7 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
     from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
 
     codec = toy_codec()
-    tok, enc = toy_tokenizer(), new_toy_text_encoder().to(device)
+    tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
     cond = encode_prompts(tok, enc, prompts, max_length=TOY_TEXT_LEN, device=device)
     uncond = encode_prompts(tok, enc, [""] * len(prompts), max_length=TOY_TEXT_LEN, device=device)
     g = torch.Generator().manual_seed(seed)
@@ -223,3 +235,34 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
         x = x + float(grid[i + 1] - grid[i]) * v
     video = codec.decode_native(x)  # (B, 3, F, 32, 32)
     return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def load_teacher(path: str | Path, device: str = "cpu"):
+    """A toy teacher checkpoint (``train-teacher`` output) in its own architecture (v1 or v2)."""
+    from sfpp.checkpoints import load_into, read_checkpoint, read_checkpoint_config
+
+    meta = read_checkpoint_config(path)
+    arch = str(meta.get("train", {}).get("arch", "v1"))
+    model = new_toy_transformer(0, arch)
+    state, _ = read_checkpoint(path)
+    load_into(model, state, source=str(path))
+    return model.to(device).eval(), arch
+
+
+def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps: int = 24, guidance: float = 5.0,
+                  device: str = "cpu") -> dict:
+    """Oracle v2 on the teacher's own samples (its horizon, K latent frames = 12 frames) per prompt and seed."""
+    from sfpp.toyworld.oracle import score_video
+    from sfpp.toyworld.world import FPS
+
+    teacher, arch = load_teacher(path, device)
+    keys = ("all_colours", "shapes_all", "shape_ok", "all_moving", "speed", "band", "clean", "sharp",
+            "background_ok", "fidelity")
+    rows = []
+    for seed in range(seeds):
+        clips = sample_teacher(teacher, prompts, steps=steps, guidance=guidance, seed=seed, device=device)
+        for p, c in zip(prompts, clips):
+            o = score_video(c, p, fps=FPS, window_s=len(c) / FPS)["overall"]
+            rows.append({"prompt": p, "seed": seed, **{k: o[k] for k in keys}})
+    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    return {"arch": arch, "checkpoint": str(path), "n": len(rows), "mean": mean, "rows": rows}
