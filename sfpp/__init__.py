@@ -6,6 +6,9 @@ Python API (the CLI is a thin layer over it)::
     result = sfpp.generate("a red circle and a blue square bouncing on a black background", seconds=10,
                            out="shapes.mp4")
     folders = sfpp.rollout_batch(["a red circle on a black background"], "runs/circle", seconds=60)
+    with sfpp.stream("a red circle moving on a black background", model="toy") as s:  # watch it as it is made
+        for frame, t in s:
+            ...  # (H, W, 3) uint8; s.set_prompt("...") switches at the next chunk
 
 The names below are imported on first use, so ``import sfpp`` (and ``sfpp --help``) stays fast.
 """
@@ -16,6 +19,7 @@ from sfpp._version import __version__
 
 _LAZY = {
     "generate": "sfpp.generation",
+    "stream": "sfpp.stream",
     "rollout_batch": "sfpp.batch",
     "VideoSpec": "sfpp.spec",
     "RolloutConfig": "sfpp.rollout_config",
@@ -23,7 +27,8 @@ _LAZY = {
     "SfppWarning": "sfpp.errors",
 }
 
-__all__ = ["generate", "rollout_batch", "VideoSpec", "RolloutConfig", "SfppError", "SfppWarning", "__version__"]
+__all__ = ["generate", "stream", "rollout_batch", "VideoSpec", "RolloutConfig", "SfppError", "SfppWarning",
+           "__version__"]
 
 
 def __getattr__(name: str):

@@ -6,6 +6,9 @@ nothing per-chunk is kept (the rolling KV cache and the VAE feature cache have f
 Decoding and writing go through `DecodeWriter`, which can run them on a worker thread (and, on
 CUDA, a second stream) behind a bounded queue, so chunk k is decoded and encoded to H.264 while
 chunk k+1 is denoised. The frames written are the same either way (tested).
+
+`render_frames` is the one rollout + decode of a video, writing frames to any writer: the MP4 for
+`generate`, a bounded hand-over for `sfpp.stream` (which steers it live through `PromptSchedule`).
 """
 
 from __future__ import annotations
@@ -317,46 +320,202 @@ class DecodeWriter:
             self.progress(self.writer.frames, self.num_frames)
 
 
+class PromptSchedule:
+    """Per-chunk text contexts of a prompt schedule: ``schedule(chunk_index, frame_start) -> TextContext``.
+
+    The callable `rollout` takes as its text: when it returns a new context object, the cached window
+    is re-encoded under it (`sfpp.rollout.recache`). A switch takes effect at the first chunk that
+    starts at or after its time; with ``rs.blend_chunks`` the embedding is blended from the old to
+    the new prompt over that many chunks.
+
+    Live switches (`switch`, what `sfpp.stream` uses): the new prompt takes effect at the next chunk
+    whose context is asked for; it is recorded in `entries` at that chunk's start time (so the entries
+    always say which prompt was in force when, and ``sfpp generate`` with them gives the same frames).
+    A live switch cancels entries planned for later. Only the contexts still usable are kept (the
+    current entry's and, for blending, the one before it), so an endless stream's memory stays flat.
+    """
+
+    def __init__(self, entries, rs: ResolvedSpec, lm: LoadedModel, device):
+        self.entries = list(entries)
+        self.rs, self.lm, self.device = rs, lm, device
+        self.codec = get_preset(rs.model).codec  # frame arithmetic
+        self.blend = max(0, int(rs.blend_chunks))
+        self._emb: dict[int, torch.Tensor] = {}
+        self._contexts: dict[int, object] = {}
+        self._blended: dict[tuple[int, int], object] = {}
+        self._first: dict[int, int] = {}  # entry index -> first chunk it is in force (live switches)
+        self._lock = threading.Lock()
+        self._pending: tuple[str, float] | None = None
+        self.current = 0  # entry index in force for the last chunk asked for
+        self.chunks_started = 0
+        self.applied: list[dict] = []  # live switches: {"index", "text", "chunk", "at", "requested_at"}
+        emb = self._encode([e.text for e in self.entries])
+        for i in range(len(self.entries)):
+            self._emb[i] = emb[i : i + 1]
+            self._contexts[i] = self._context(self._emb[i])
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return encode_prompts(self.lm.tokenizer, self.lm.text_encoder, texts, max_length=self.rs.text_len,
+                                  device=self.device)
+
+    def _context(self, emb: torch.Tensor):
+        student = self.lm.student
+        with torch.no_grad():
+            return student.encode_text(emb.to(student.dtype))
+
+    def switch(self, text: str) -> None:
+        """Switch to `text` at the next chunk (thread-safe; a later call before that chunk wins)."""
+        with self._lock:
+            self._pending = (text, time.perf_counter())
+
+    @property
+    def pending(self) -> str | None:
+        p = self._pending
+        return None if p is None else p[0]
+
+    def _apply_pending(self, chunk_index: int, seconds: float) -> None:
+        from sfpp.prompts import PromptEntry, chunk_prompt_index
+
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        text, requested = pending
+        i = chunk_prompt_index(self.entries, seconds)
+        # planned entries that have not taken effect yet are replaced by the live switch
+        for j in range(i + 1, len(self.entries)):
+            self._drop(j)
+        del self.entries[i + 1 :]
+        if text == self.entries[i].text:
+            return
+        emb = self._encode([text])
+        if self.entries[i].at >= seconds - 1e-9:  # nothing generated under entry i yet: replace it
+            self.entries[i] = PromptEntry(self.entries[i].at, text)
+            self._drop(i)
+            idx = i
+        else:
+            self.entries.append(PromptEntry(seconds, text))
+            idx = len(self.entries) - 1
+        self._emb[idx], self._contexts[idx] = emb, self._context(emb)
+        self._first[idx] = chunk_index
+        self.applied.append({"index": idx, "text": text, "chunk": chunk_index, "at": self.entries[idx].at,
+                             "requested_at": requested})
+
+    def _drop(self, i: int) -> None:
+        self._emb.pop(i, None)
+        self._contexts.pop(i, None)
+        for key in [k for k in self._blended if k[0] == i]:
+            del self._blended[key]
+
+    def __call__(self, chunk_index: int, frame_start: int):
+        from sfpp.prompts import chunk_prompt_index
+
+        rs, codec = self.rs, self.codec
+        seconds = codec.pixel_frames(frame_start) / rs.fps if frame_start else 0.0
+        self._apply_pending(chunk_index, seconds)
+        self.chunks_started += 1
+        i = chunk_prompt_index(self.entries, seconds)
+        if i != self.current:
+            self.current = i
+            for j in [j for j in self._contexts if j < i - 1]:  # never asked for again: time only moves on
+                self._drop(j)
+        if self.blend == 0 or i == 0:
+            return self._contexts[i]
+        # chunks since the switch took effect: blend old -> new over `blend` chunks
+        if i not in self._first:
+            self._first[i] = next(c for c in range(chunk_index + 1)
+                                  if chunk_prompt_index(self.entries, codec.pixel_frames(c * rs.chunk_frames) / rs.fps)
+                                  == i)
+        k = chunk_index - self._first[i]
+        if k >= self.blend:
+            return self._contexts[i]
+        key = (i, k)
+        if key not in self._blended:
+            w = (k + 1) / (self.blend + 1)
+            self._blended[key] = self._context((1 - w) * self._emb[i - 1] + w * self._emb[i])
+        return self._blended[key]
+
+
 def _text_schedule(prompt, rs: ResolvedSpec, lm: LoadedModel, device):
-    """A `TextContext` for a plain prompt, or a per-chunk schedule for a prompt schedule."""
-    from sfpp.prompts import chunk_prompt_index, parse_schedule
+    """A `TextContext` for a plain prompt, or a per-chunk `PromptSchedule` for a prompt schedule."""
+    from sfpp.prompts import parse_schedule
 
     entries = parse_schedule(prompt) if isinstance(prompt, str) else list(prompt)
+    schedule = PromptSchedule(entries, rs, lm, device)
+    return schedule if len(entries) > 1 else schedule._contexts[0]
+
+
+def new_cache(rs: ResolvedSpec, lm: LoadedModel):
+    """The rolling KV cache of one video (an inference tensor, as in `fastpath.warm_up` and `bench`)."""
+    with torch.inference_mode():
+        return lm.student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
+
+
+def warm_up_compiled(text, rs: ResolvedSpec, lm: LoadedModel, device) -> dict | None:
+    """With ``rs.fast.compile``: compile every (context, chunk) shape on throw-away noise, once per model."""
     student = lm.student
-    with torch.no_grad():
-        emb = encode_prompts(lm.tokenizer, lm.text_encoder, [e.text for e in entries], max_length=rs.text_len,
-                             device=device)
-        contexts = [student.encode_text(emb[i : i + 1].to(student.dtype)) for i in range(len(entries))]
-    if len(entries) == 1:
-        return contexts[0]
-    codec = get_preset(rs.model).codec  # frame arithmetic
-    blend = max(0, int(rs.blend_chunks))
-    blended: dict[tuple[int, int], object] = {}
+    if not student.compiled or getattr(student, "_sfpp_warm", False):
+        return None
+    from sfpp.fastpath import warm_up
 
-    def schedule(chunk_index: int, frame_start: int):
-        seconds = codec.pixel_frames(frame_start) / rs.fps if frame_start else 0.0
-        i = chunk_prompt_index(entries, seconds)
-        if blend == 0 or i == 0:
-            return contexts[i]
-        # chunks since the switch took effect: blend old -> new over `blend` chunks
-        first = next(c for c in range(chunk_index + 1)
-                     if chunk_prompt_index(entries, codec.pixel_frames(c * rs.chunk_frames) / rs.fps) == i)
-        k = chunk_index - first
-        if k >= blend:
-            return contexts[i]
-        key = (i, k)
-        if key not in blended:
-            w = (k + 1) / (blend + 1)
-            with torch.no_grad():
-                blended[key] = student.encode_text(((1 - w) * emb[i - 1 : i] + w * emb[i : i + 1]).to(student.dtype))
-        return blended[key]
+    first = text(0, 0) if callable(text) else text  # a prompt schedule: its first prompt
+    warm = warm_up(student, first, rs.rollout, rs.cache, latent_hw=(rs.latent_height, rs.latent_width),
+                   total_frames=rs.latent_frames, decoder=lm.codec.stream(), device=device)
+    student._sfpp_warm = True
+    return warm
 
-    return schedule
+
+def render_frames(text, rs: ResolvedSpec, lm: LoadedModel, writer, *, progress: ProgressFn | None = None,
+                  hook: Callable[[ChunkResult], None] | None = None, cache=None, overlap: bool | None = None) -> dict:
+    """The one rollout + streaming decode of a video: every chunk's frames go to ``writer.write`` in order.
+
+    `text` is a `TextContext` or a schedule (`PromptSchedule`); `writer` is anything with
+    ``write(frames (n, H, W, 3) uint8)`` and a ``frames`` count: `Mp4Writer` for `generate`, a
+    bounded hand-over queue for `sfpp.stream`. ``rs.num_frames`` frames are delivered; nothing per
+    chunk is kept. Returns the timings. Errors raised by the writer (or `hook`) stop the rollout
+    and are re-raised after the decoder is shut down.
+    """
+    device = torch.device(rs.device)
+    student = lm.student
+    noise = SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
+                        device=device)
+    sink = DecodeWriter(lm.codec.stream(), writer, num_frames=rs.num_frames,
+                        overlap=bool(rs.fast.overlap if overlap is None else overlap), progress=progress)
+    chunk_times: list[float] = []
+    t_start = time.perf_counter()
+
+    def on_chunk(c: ChunkResult) -> None:
+        if hook is not None:
+            hook(c)
+        chunk_times.append(c.seconds)
+        sink.submit(c.x0)
+
+    try:
+        with torch.inference_mode():  # the cache is an inference tensor, as in `fastpath.warm_up` and `bench`
+            if cache is None:
+                cache = new_cache(rs, lm)
+            rollout(student, text, noise, cache, num_frames=rs.latent_frames, chunk_frames=rs.chunk_frames,
+                    timesteps=rs.timesteps, context_noise=rs.context_noise, on_chunk=on_chunk, keep=False)
+    except BaseException:
+        sink.close(raise_errors=False)  # the rollout's error is the one to report
+        raise
+    sink.close()
+    gen_s = time.perf_counter() - t_start
+    return {
+        "generate_s": gen_s,
+        "time_to_first_frame_s": None if sink.first_frame_at is None else sink.first_frame_at - t_start,
+        "frames_per_second": rs.num_frames / max(gen_s, 1e-9),
+        "chunk_denoise_s": chunk_times,
+        "chunk_decode_write_s": sink.decode_write_s,
+        "decode_overlapped": sink.overlap,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Path, progress: ProgressFn | None,
                    hook: Callable[[ChunkResult], None] | None = None) -> tuple[dict, Mp4Writer]:
-    """Run the rollout, decoding and writing each chunk; `hook` sees every finished chunk too.
+    """Run the rollout, decoding and writing each chunk (`render_frames`); `hook` sees every finished chunk too.
 
     Returns the timings and the finished (checked, not yet published) writer: the caller publishes
     the video together with its sidecar (`publish`). Interrupted (Ctrl-C, SIGTERM): the frames done
@@ -369,40 +528,12 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
     and that warm-up is reported on its own (``compile_warmup``), outside the video's timings.
     """
     device = torch.device(rs.device)
-    student = lm.student
     text = _text_schedule(prompt, rs, lm, device)
-    warm = None
-    if student.compiled and not getattr(student, "_sfpp_warm", False):
-        from sfpp.fastpath import warm_up
-
-        first = text(0, 0) if callable(text) else text  # a prompt schedule: its first prompt
-        warm = warm_up(student, first, rs.rollout, rs.cache, latent_hw=(rs.latent_height, rs.latent_width),
-                       total_frames=rs.latent_frames, decoder=lm.codec.stream(), device=device)
-        student._sfpp_warm = True
-    noise = SeededNoise(rs.seed, channels=student.in_channels, height=rs.latent_height, width=rs.latent_width,
-                        device=device)
+    warm = warm_up_compiled(text, rs, lm, device)
     writer = Mp4Writer(out_path, fps=rs.fps, width=rs.width, height=rs.height)
-    sink = DecodeWriter(lm.codec.stream(), writer, num_frames=rs.num_frames, overlap=bool(rs.fast.overlap),
-                        progress=progress)
-    chunk_times: list[float] = []
     t_start = time.perf_counter()
-
-    def on_chunk(c: ChunkResult) -> None:
-        if hook is not None:
-            hook(c)
-        chunk_times.append(c.seconds)
-        sink.submit(c.x0)
-
     try:
-        try:
-            with torch.inference_mode():  # the cache is an inference tensor, as in `fastpath.warm_up` and `bench`
-                cache = student.new_cache(rs.cache, batch_size=1, latent_hw=(rs.latent_height, rs.latent_width))
-                rollout(student, text, noise, cache, num_frames=rs.latent_frames, chunk_frames=rs.chunk_frames,
-                        timesteps=rs.timesteps, context_noise=rs.context_noise, on_chunk=on_chunk, keep=False)
-        except BaseException:
-            sink.close(raise_errors=False)  # the rollout's error is the one to report
-            raise
-        sink.close()
+        timings = render_frames(text, rs, lm, writer, progress=progress, hook=hook)
         if writer.frames != rs.num_frames:  # pragma: no cover - guarded by resolve_spec's arithmetic
             raise RuntimeError(f"wrote {writer.frames} frames, expected {rs.num_frames}")
         writer.finish()
@@ -413,17 +544,12 @@ def _generate_into(prompt: str, rs: ResolvedSpec, lm: LoadedModel, out_path: Pat
     except BaseException:
         writer.abort()
         raise
-    gen_s = time.perf_counter() - t_start
-    return {
-        "generate_s": gen_s,
-        "time_to_first_frame_s": None if sink.first_frame_at is None else sink.first_frame_at - t_start,
-        "frames_per_second": rs.num_frames / max(gen_s, 1e-9),
-        "chunk_denoise_s": chunk_times,
-        "chunk_decode_write_s": sink.decode_write_s,
-        "decode_overlapped": sink.overlap,
-        "compile_warmup": warm,
-        "torch_threads": torch.get_num_threads(),
-    }, writer
+    timings["generate_s"] = time.perf_counter() - t_start  # the MP4's finish included, as before
+    timings["frames_per_second"] = rs.num_frames / max(timings["generate_s"], 1e-9)
+    timings["compile_warmup"] = warm
+    return {k: timings[k] for k in ("generate_s", "time_to_first_frame_s", "frames_per_second", "chunk_denoise_s",
+                                    "chunk_decode_write_s", "decode_overlapped", "compile_warmup",
+                                    "torch_threads")}, writer
 
 
 def _keep_partial(prompt, rs: ResolvedSpec, lm: LoadedModel, writer: Mp4Writer, stop: Interrupted,

@@ -12,6 +12,7 @@ from sfpp.cli import distill as _distill
 from sfpp.cli import evaluate as _evaluate
 from sfpp.cli import generate as _generate
 from sfpp.cli import rollout as _rollout
+from sfpp.cli import serve as _serve
 from sfpp.cli import toyworld as _toyworld
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("rollout")(_rollout.rollout_cmd)
 app.command("evaluate", cls=_evaluate.EvaluateCommand, short_help=_evaluate.SHORT_HELP)(_evaluate.evaluate_cmd)
 app.command("convert")(_convert.convert_cmd)
 app.command("bench")(_bench.bench_cmd)
+app.command("serve")(_serve.serve_cmd)
 app.add_typer(_toyworld.app, name="toyworld")
 
 
