@@ -31,7 +31,16 @@ from sfpp.interrupts import Interrupted, interruptible
 from sfpp.noise import SeededNoise
 from sfpp.presets import get_preset
 from sfpp.rollout import ChunkResult, rollout
-from sfpp.spec import LoadedModel, ResolvedSpec, VideoSpec, check_output_path, emit_warnings, load_model, resolve_spec
+from sfpp.spec import (
+    LoadedModel,
+    ResolvedSpec,
+    VideoSpec,
+    check_output_path,
+    emit_prompt_warnings,
+    emit_warnings,
+    load_model,
+    resolve_spec,
+)
 from sfpp.text import encode_prompts
 from sfpp.vae_stream import StreamingDecoder, to_uint8_frames
 from sfpp.video import Mp4Writer
@@ -147,6 +156,7 @@ def generate(
         t0 = time.perf_counter()
         lm = loaded or load_model(rs)
         t_load = time.perf_counter() - t0
+        emit_prompt_warnings(lm, [e.text for e in entries])
         out_path.parent.mkdir(parents=True, exist_ok=True)
         timings, writer = _generate_into(prompt, rs, lm, out_path, progress)
         timings["load_s"] = t_load

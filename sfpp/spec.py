@@ -325,6 +325,26 @@ class LoadedModel:
     fast_paths: dict[str, Any] = field(default_factory=dict)  # what `apply_fast_paths` applied
 
 
+def prompt_warnings(lm: LoadedModel, texts) -> list[str]:
+    """Warnings for prompts the loaded model cannot read: a ToyWorld model (its tokenizer holds exactly
+    ToyWorld's words) warns, once per distinct prompt, when a prompt names nothing the world can draw."""
+    vocab = getattr(lm.tokenizer, "get_vocab", None)
+    if vocab is None:
+        return []
+    from sfpp.toyworld.world import prompt_warning, toy_vocabulary
+
+    words = set(vocab()) - {"<pad>", "</s>", "<unk>"}
+    if words != set(toy_vocabulary()):
+        return []
+    return [w for t in dict.fromkeys(texts) if (w := prompt_warning(t))]
+
+
+def emit_prompt_warnings(lm: LoadedModel, texts) -> None:
+    """Show `prompt_warnings` (one line each)."""
+    for w in prompt_warnings(lm, texts):
+        warn(w)
+
+
 def weight_files(rs: ResolvedSpec) -> dict[str, Path]:
     """Role -> every weight file a generation of `rs` reads (what `load_model` hashes), without loading.
 

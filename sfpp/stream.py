@@ -420,6 +420,9 @@ def stream(
 
         with torch_threads(rs.threads):
             loaded = load_model(rs)
+        from sfpp.spec import emit_prompt_warnings
+
+        emit_prompt_warnings(loaded, [e.text for e in entries])
     return Stream(entries, rs, loaded, ahead=ahead, max_prompt_chars=max_prompt_chars)
 
 

@@ -192,7 +192,7 @@ class Session:
             self.paused = False
             self._resume.set()
             self.state = "starting"
-            self.send({"type": "started", "seed": seed, "prompt": prompt})
+            self.send({"type": "started", "seed": seed, "prompt": prompt, **self._prompt_warning(prompt)})
             self._play_task = asyncio.create_task(self._play(self.stream, self.recorder))
 
     def set_prompt(self, text) -> None:
@@ -204,7 +204,14 @@ class Session:
         except SfppError as e:
             self.send({"type": "error", "message": str(e)})
             return
-        self.send({"type": "prompt_queued", "text": text})
+        self.send({"type": "prompt_queued", "text": text, **self._prompt_warning(text)})
+
+    def _prompt_warning(self, text: str) -> dict:
+        """``{"warning": ...}`` when the model cannot read `text` (a ToyWorld model and no drawable object)."""
+        from sfpp.spec import prompt_warnings
+
+        w = prompt_warnings(self.app.loaded, [text])
+        return {"warning": w[0]} if w else {}
 
     async def save(self) -> None:
         if self.stream is None or self.recorder is None or self.recorder.frames == 0:

@@ -12,6 +12,7 @@ Frames are ``(F, H, W, 3)`` uint8.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,6 +170,23 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
                 o.vy = -o.vy
                 o.y = min(max(o.y, o.size), size - o.size)
     return Clip(frames, scene, pos)
+
+
+def prompt_warning(prompt: str) -> str | None:
+    """One line when `prompt` names no object ToyWorld can draw (colour + shape), else None.
+
+    The toy model reads only ToyWorld's words; anything else reaches it as an unknown token,
+    so a prompt such as "a plane over snowy mountains" gives an arbitrary picture.
+    """
+    words = re.findall(r"[a-z]+", prompt.lower())
+    if parse_prompt(prompt).objects:
+        return None
+    known = set(toy_vocabulary())
+    unknown = [w for w in dict.fromkeys(words) if w not in known]
+    said = f" ({', '.join(repr(w) for w in unknown[:6])}{' ...' if len(unknown) > 6 else ''} unknown)" if unknown else ""
+    return (f"the toy model's world knows nothing in {prompt.strip()!r}{said}: name a colour ({', '.join(COLOURS)}) "
+            f"and a shape ({', '.join(SHAPES)}), optionally on a [striped] {'/'.join(BACKGROUNDS)} background, "
+            "e.g. 'a red circle and a blue square bouncing on a black background'")
 
 
 def toy_vocabulary() -> list[str]:

@@ -94,9 +94,13 @@
         $("seed").textContent = m.seed;
         renderSchedule();
         setState("starting…");
+        if (m.warning) { notice(m.warning, true); setTimeout(() => notice(""), 12000); }
         break;
       case "status": onStatus(m); break;
-      case "prompt_queued": $("prompt-note").textContent = `queued: “${m.text}” (from the next chunk)`; break;
+      case "prompt_queued":
+        $("prompt-note").textContent = `queued: “${m.text}” (from the next chunk)`;
+        if (m.warning) { notice(m.warning, true); setTimeout(() => notice(""), 12000); }
+        break;
       case "saved": {
         S.saved = m;
         const el = $("saved");
