@@ -44,3 +44,12 @@ def test_generate_warns_once_and_still_writes(tmp_path):
 def test_debug_model_does_not_warn(tmp_path):
     r = run("generate", "a plane over snowy mountains", "--model", "debug", "--frames", "9", "--out", tmp_path / "d.mp4")
     assert r.exit_code == 0 and "knows nothing" not in r.output, r.output
+
+
+def test_rollout_warns_for_unreadable_toy_prompts(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a plane over snowy mountains\na red circle moving on a black background\n")
+    r = run("rollout", "--prompts", prompts, "--model", "toy", "--frames", "9", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "knows nothing" in ln]
+    assert len(lines) == 1 and "plane" in lines[0], r.output

@@ -23,14 +23,20 @@ folder's own MP4s and those of its direct sub-folders are read (no deeper search
 Runs are compared side by side: a table, plus results.json, windows.csv, summary.csv and
 plots/*.png under --out. Default metrics are the offline set (no downloads). VBench metrics
 ('--metric vbench') load local weights from --weights-dir laid out as:
-dino_model/dino-vitb16/, clip_model/clip-vit-base-patch32/, clip_model/clip-vit-large-patch14/
+dino_model/dino_vitbase16_pretrain.pth (or dino_model/dino-vitb16/), clip_model/clip-vit-base-patch32/, clip_model/clip-vit-large-patch14/
 (Hugging Face folders), aesthetic_model/emb_reader/sa_0_4_vit_l_14_linear.pth,
-raft_model/raft_large_C_T_SKHT_V2-ff5fadd5.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth,
+raft_model/models/raft-things.pth, pyiqa_model/musiq_spaq_ckpt-358bb6af.pth,
 amt_model/amt-s.pth, ViCLIP/ViClip-InternVid-10M-FLT.pth + ViCLIP/bpe_simple_vocab_16e6.txt.gz.
 '--metric visual-stability' asks Gemini (GOOGLE_API_KEY or GEMINI_API_KEY): each distinct video
 (same bytes and prompt) is uploaded once, rated, and its upload deleted; '--dry-run' shows what
 would be sent and '--max-videos N' caps it. Results are cached by video bytes, metric version,
 settings, prompt and judge (model, rubric); '--no-cache' recomputes.
+
+Under 'accelerate launch' (any number of processes) the videos are split across the processes
+(each on its own device: '--device cuda' is cuda:LOCAL_RANK), which share the cache; rank 0 merges
+their results, runs the judge, and alone writes the outputs and prints the table, equal to what one
+process gives.
+
 Exit code 1 when some video or metric failed (the rest is still written), 2 for usage errors and a
 rejected API key (the run stops after the first video), 130 on Ctrl-C.
 """
@@ -125,12 +131,20 @@ def evaluate_cmd(
             protocol=protocol,
             long_encoder=long_encoder,
         )
+        import contextlib
+
+        from sfpp.distributed_jobs import workers
+
+        w = workers()  # under 'accelerate launch': videos split across ranks, rank 0 alone writes and prints
         try:
-            with console.status("evaluating…") as status:
-                ev = evaluate_runs(runs, cfg, progress=lambda msg: status.update(f"evaluating {escape(msg)}"))
+            with (console.status("evaluating…") if w.is_main else contextlib.nullcontext()) as status:
+                show = (lambda msg: status.update(f"evaluating {escape(msg)}")) if status is not None else None
+                ev = evaluate_runs(runs, cfg, progress=show)
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]; nothing written (uploads to Gemini in flight, if any, were deleted)")
             raise typer.Exit(code=130) from None
+        if not w.is_main:  # exit 0 whatever happened: rank 0 reports the merged errors and sets the exit code
+            return  # (a rank exiting non-zero makes the launcher stop rank 0 before it wrote the outputs)
         if dry_run:
             _print_plan(ev, as_json)
             return
@@ -148,6 +162,9 @@ def evaluate_cmd(
         )
     for note in ev.notes:
         console.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
+    if w.distributed:
+        n = sum(len(rd["videos"]) for rd in ev.runs)
+        console.print(f"[dim]{n} video{'s' if n != 1 else ''} split across {w.world} processes; merged by rank 0[/]")
     if ev.errors:
         for e in ev.errors:
             console.print(f"[bold red]error:[/] {escape(e['run'])}/{escape(e['error'])}", soft_wrap=True)

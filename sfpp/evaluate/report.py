@@ -77,7 +77,15 @@ def missing_aggregate_notes(ev: Evaluation) -> list[str]:
 
 
 def write_json(ev: Evaluation, path: Path) -> None:
-    path.write_text(json.dumps(ev.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
+    """results.json, replaced in one step (a reader never sees half a file)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(ev.to_dict(), indent=2, allow_nan=False), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_csv(ev: Evaluation, out: Path) -> tuple[Path, Path]:
@@ -188,7 +196,11 @@ def _plot_flow_per_frame(ev: Evaluation, out: Path, plt) -> Path | None:
 
 
 def write_outputs(ev: Evaluation, out_dir: Path | str) -> dict[str, Any]:
-    """Write results.json, windows.csv, summary.csv and plots/*.png under `out_dir`."""
+    """Write results.json, windows.csv, summary.csv and plots/*.png under `out_dir`.
+
+    Under several processes every rank holds the same merged Evaluation; call this on rank 0 only
+    (`sfpp.distributed_jobs.workers().is_main`), as `sfpp evaluate` does.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(ev, out / "results.json")

@@ -325,7 +325,16 @@ def evaluate_runs(
     `config.max_videos` of them; `config.dry_run` computes and sends nothing and fills
     `Evaluation.plan` instead. On Ctrl-C the judge's uploads in flight are deleted and the
     `KeyboardInterrupt` is re-raised within a few seconds.
+
+    Under ``accelerate launch`` (several processes, `sfpp.distributed_jobs`) the (run, video) list is
+    split round robin by rank, each rank on its own device (``--device cuda`` is ``cuda:LOCAL_RANK``)
+    and sharing the cache; the ranks exchange their results and every rank returns the Evaluation a
+    single process makes (values, order, errors; only ``cached`` flags can differ, when two ranks
+    computed the same bytes at once). The judge runs on rank 0 alone, over every rank's videos.
     """
+    from sfpp.distributed_jobs import workers
+
+    w = workers()
     say = progress or (lambda _msg: None)
     metrics = resolve_metrics(config.metrics)
     if not run_paths:
@@ -350,7 +359,7 @@ def evaluate_runs(
         if not config.dry_run:
             if "dynamic_degree" in vbench_metrics:
                 vb._import_torchvision_raft()
-            models = vb.VBenchModels(Path(config.weights_dir), device=config.device)
+            models = vb.VBenchModels(Path(config.weights_dir), device=w.device(config.device) or config.device)
     if "visual_stability" in metrics and judge is None and not config.dry_run:
         from sfpp.evaluate.judge import GeminiJudge
 
@@ -359,96 +368,45 @@ def evaluate_runs(
     jversion = _judge_version_of(judge, config) if "visual_stability" in metrics else None
 
     cache = ResultCache(config.cache_dir)
-    errors: list[dict[str, str]] = []
     notes: list[str] = []
+
+    # Every (run, video) is one job; with several processes (accelerate launch) job j runs on rank
+    # j % world, the others' results arrive through `_exchange`, and the merge below replays them in
+    # job order, so the Evaluation is the one a single process makes (see `sfpp.distributed_jobs`).
+    run_dicts = [{"name": run.name, "path": str(run.path), "videos": [_video_header(e) for e in run.videos]}
+                 for run in runs]
+    jobs = [(ri, vi) for ri, run in enumerate(runs) for vi in range(len(run.videos))]
+    ctx = _VideoContext(config=config, metrics=metrics, cache=cache, models=models, jversion=jversion, say=say)
+    done: dict[int, _JobResult] = {}
+    failure: str | None = None
+    try:
+        for j, (ri, vi) in w.mine(jobs):
+            done[j] = _evaluate_video(ctx, runs[ri].name, runs[ri].videos[vi], run_dicts[ri]["videos"][vi])
+    except Exception as e:
+        if not w.distributed:
+            raise
+        failure = f"{type(e).__name__}: {e}"  # told to the others, then every rank stops with an error
+    if w.distributed:
+        done = _exchange(w, done, failure)
+        for j, (ri, vi) in enumerate(jobs):
+            run_dicts[ri]["videos"][vi] = done[j].vd
+
+    errors: list[dict[str, str]] = []
     judge_tasks: list[_JudgeTask] = []
     reused = 0
     planned = {"videos": 0, "results": 0}
     planned_keys: set[tuple[str, str, str]] = set()
-
-    run_dicts = []
-    for run in runs:
-        video_dicts = []
-        for entry in run.videos:
-            say(f"{run.name}/{entry.label}")
-            vd: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "file": entry.label,
-                                  "sidecar": str(entry.sidecar_path) if entry.sidecar_path else None,
-                                  "prompt": entry.prompt, "metrics": {}, "error": None}
-            for key in ("seed", "model"):
-                if key in entry.sidecar:
-                    vd[key] = entry.sidecar[key]
-            video_dicts.append(vd)
-            try:
-                vhash = content_hash(entry.path)
-            except OSError as e:
-                vd["error"] = f"cannot read {entry.label}: {e.strerror}"
-                errors.append({"run": run.name, "video": entry.name, "metric": "", "error": vd["error"]})
-                continue
-            vd["hash"] = vhash
-            todo = []
-            for m in metrics:
-                if METRICS[m].needs_prompt and not entry.prompt:
-                    side = entry.label[:-4] + ".json" if entry.label.lower().endswith(".mp4") else f"{entry.name}.json"
-                    msg = (f"{entry.label}: no prompt for {m}; add {side} with a 'prompt' or pass --prompts FILE "
-                           f"(name '{entry.name}')")
-                    vd["metrics"][m] = {"value": None, "error": msg}
-                    errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
-                    continue
-                version = cache_version(m, config, prompt=entry.prompt, judge_version=jversion)
-                hit = cache.get(vhash, m, version) if config.use_cache else None
-                if hit is not None:
-                    vd["metrics"][m] = {**hit, "cached": True}
-                    reused += 1
-                elif METRICS[m].family == "judge":
-                    judge_tasks.append(_JudgeTask(vd=vd, entry=entry, run_name=run.name, version=version))
-                else:
-                    todo.append((m, version))
-            if not todo:
-                continue
-            if config.dry_run:  # a real run computes a duplicate video once, then reads it from the cache
-                new = {(vhash, m, version) for m, version in todo} - planned_keys
-                planned_keys.update(new)
-                planned["videos"] += bool(new)
-                planned["results"] += len(new)
-                continue
-            try:
-                frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"), label=entry.label)
-            except SfppError as e:
-                vd["error"] = str(e)
-                errors.append({"run": run.name, "video": entry.name, "metric": "", "error": str(e)})
-                continue
-            vd.update(fps=fps, num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
-                      duration_s=frames.shape[0] / fps)
-            analysis = off.FrameAnalysis(frames, fps, config.flow)
-            long_videos: dict[float, Any] = {}  # clip seconds -> LongVideo (clips re-encoded once per video)
-            for m, version in todo:
-                spec = METRICS[m]
-                seconds = config.text_window_s if spec.text_window else config.window_s
-                wins = make_windows(frames.shape[0], fps, seconds)
-                try:
-                    if config.protocol == "vbench-long" and m in LONG_METRICS:
-                        from sfpp.evaluate.long import LongVideo, compute_long
-
-                        if seconds not in long_videos:
-                            long_videos[seconds] = LongVideo(frames, fps, seconds, _long_settings(config))
-                        res = compute_long(m, long_videos[seconds], models, entry.prompt)
-                    elif spec.family == "vbench":
-                        res = compute_vbench(m, models, frames, fps, wins, entry.prompt)
-                    else:
-                        res = compute_offline(m, analysis, wins)
-                except SfppError as e:
-                    msg = f"{entry.label}: {m}: {e}"
-                except Exception as e:  # noqa: BLE001 - one failing metric must not lose the others
-                    msg = f"{entry.label}: {m} failed: {type(e).__name__}: {e}"
-                else:
-                    res = _clean(res)
-                    cache.put(vhash, m, version, res)
-                    vd["metrics"][m] = {**res, "cached": False}
-                    continue
-                vd["metrics"][m] = {"value": None, "error": msg}
-                errors.append({"run": run.name, "video": entry.name, "metric": m, "error": msg})
-            del analysis, frames, long_videos
-        run_dicts.append({"name": run.name, "path": str(run.path), "videos": video_dicts})
+    for j, (ri, vi) in enumerate(jobs):
+        r = done[j]
+        errors += r.errors
+        reused += r.reused
+        judge_tasks += [_JudgeTask(vd=r.vd, entry=runs[ri].videos[vi], run_name=runs[ri].name, version=v)
+                        for v in r.judge_versions]
+        if r.planned:  # a real run computes a duplicate video once, then reads it from the cache
+            new = set(r.planned) - planned_keys
+            planned_keys.update(new)
+            planned["videos"] += bool(new)
+            planned["results"] += len(new)
 
     if reused:
         notes.append(f"reused {reused} cached result{'s' if reused != 1 else ''} (same video bytes, metric version, "
@@ -473,7 +431,11 @@ def evaluate_runs(
     if config.dry_run:
         plan = _plan(config, metrics, judge_model, groups, over, reused, planned)
     elif groups:
-        _run_judge(judge, groups, cache, errors, config.judge_concurrency, say)
+        if not w.distributed:
+            _run_judge(judge, groups, cache, errors, config.judge_concurrency, say)
+        else:  # rank 0 judges every video (one upload per distinct video, --max-videos over all), then tells the others
+            run_dicts, errors = _judge_on_main(w, judge, groups, cache, errors, config.judge_concurrency, say,
+                                               run_dicts)
 
     for rd in run_dicts:
         _summarise(rd, metrics)
@@ -481,6 +443,145 @@ def evaluate_runs(
     cfg["metrics"] = list(metrics)
     cfg["judge_model"] = judge_model
     return Evaluation(config=cfg, metrics=metrics, runs=run_dicts, errors=errors, notes=notes, plan=plan)
+
+
+# ---- one video ------------------------------------------------------------------------------------
+@dataclass
+class _VideoContext:
+    config: EvaluateConfig
+    metrics: tuple[str, ...]
+    cache: ResultCache
+    models: Any
+    jversion: str | None
+    say: Callable[[str], None]
+
+
+@dataclass
+class _JobResult:
+    """What evaluating one video gave: its dict, its errors (in order), what the judge and a dry run need."""
+
+    vd: dict[str, Any]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    reused: int = 0
+    judge_versions: list[str] = field(default_factory=list)  # cache versions of the judge work left (0 or 1)
+    planned: list[tuple[str, str, str]] = field(default_factory=list)  # dry run: (hash, metric, version) to compute
+
+
+def _video_header(entry: VideoEntry) -> dict[str, Any]:
+    vd: dict[str, Any] = {"name": entry.name, "path": str(entry.path), "file": entry.label,
+                          "sidecar": str(entry.sidecar_path) if entry.sidecar_path else None,
+                          "prompt": entry.prompt, "metrics": {}, "error": None}
+    for key in ("seed", "model"):
+        if key in entry.sidecar:
+            vd[key] = entry.sidecar[key]
+    return vd
+
+
+def _evaluate_video(ctx: _VideoContext, run_name: str, entry: VideoEntry, vd: dict[str, Any]) -> _JobResult:
+    """Every metric of one video (cached or computed), recorded in `vd`; the judge's work is left to the caller."""
+    config, metrics, cache, models = ctx.config, ctx.metrics, ctx.cache, ctx.models
+    res = _JobResult(vd=vd)
+    errors = res.errors
+    ctx.say(f"{run_name}/{entry.label}")
+    try:
+        vhash = content_hash(entry.path)
+    except OSError as e:
+        vd["error"] = f"cannot read {entry.label}: {e.strerror}"
+        errors.append({"run": run_name, "video": entry.name, "metric": "", "error": vd["error"]})
+        return res
+    vd["hash"] = vhash
+    todo = []
+    for m in metrics:
+        if METRICS[m].needs_prompt and not entry.prompt:
+            side = entry.label[:-4] + ".json" if entry.label.lower().endswith(".mp4") else f"{entry.name}.json"
+            msg = (f"{entry.label}: no prompt for {m}; add {side} with a 'prompt' or pass --prompts FILE "
+                   f"(name '{entry.name}')")
+            vd["metrics"][m] = {"value": None, "error": msg}
+            errors.append({"run": run_name, "video": entry.name, "metric": m, "error": msg})
+            continue
+        version = cache_version(m, config, prompt=entry.prompt, judge_version=ctx.jversion)
+        hit = cache.get(vhash, m, version) if config.use_cache else None
+        if hit is not None:
+            vd["metrics"][m] = {**hit, "cached": True}
+            res.reused += 1
+        elif METRICS[m].family == "judge":
+            res.judge_versions.append(version)
+        else:
+            todo.append((m, version))
+    if not todo:
+        return res
+    if config.dry_run:
+        res.planned = [(vhash, m, version) for m, version in todo]
+        return res
+    try:
+        frames, fps = read_video(entry.path, fallback_fps=entry.sidecar.get("fps"), label=entry.label)
+    except SfppError as e:
+        vd["error"] = str(e)
+        errors.append({"run": run_name, "video": entry.name, "metric": "", "error": str(e)})
+        return res
+    vd.update(fps=fps, num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
+              duration_s=frames.shape[0] / fps)
+    analysis = off.FrameAnalysis(frames, fps, config.flow)
+    long_videos: dict[float, Any] = {}  # clip seconds -> LongVideo (clips re-encoded once per video)
+    for m, version in todo:
+        spec = METRICS[m]
+        seconds = config.text_window_s if spec.text_window else config.window_s
+        wins = make_windows(frames.shape[0], fps, seconds)
+        try:
+            if config.protocol == "vbench-long" and m in LONG_METRICS:
+                from sfpp.evaluate.long import LongVideo, compute_long
+
+                if seconds not in long_videos:
+                    long_videos[seconds] = LongVideo(frames, fps, seconds, _long_settings(config))
+                out = compute_long(m, long_videos[seconds], models, entry.prompt)
+            elif spec.family == "vbench":
+                out = compute_vbench(m, models, frames, fps, wins, entry.prompt)
+            else:
+                out = compute_offline(m, analysis, wins)
+        except SfppError as e:
+            msg = f"{entry.label}: {m}: {e}"
+        except Exception as e:  # noqa: BLE001 - one failing metric must not lose the others
+            msg = f"{entry.label}: {m} failed: {type(e).__name__}: {e}"
+        else:
+            out = _clean(out)
+            cache.put(vhash, m, version, out)
+            vd["metrics"][m] = {**out, "cached": False}
+            continue
+        vd["metrics"][m] = {"value": None, "error": msg}
+        errors.append({"run": run_name, "video": entry.name, "metric": m, "error": msg})
+    del analysis, frames, long_videos
+    return res
+
+
+# ---- several processes ----------------------------------------------------------------------------
+def _exchange(w, done: dict[int, _JobResult], failure: str | None) -> dict[int, _JobResult]:
+    """Every rank's job results on every rank (a rank that failed makes every rank stop with its error)."""
+    parts = w.all_gather({"rank": w.rank, "done": done, "failure": failure})
+    bad = [(p["rank"], p["failure"]) for p in parts if p["failure"]]
+    if bad:
+        r, msg = bad[0]
+        raise SfppError(f"rank {r} of {w.world} stopped: {msg}; the results it cached are kept, run again to finish")
+    merged: dict[int, _JobResult] = {}
+    for p in parts:
+        merged.update(p["done"])
+    return merged
+
+
+def _judge_on_main(w, judge, groups, cache, errors, concurrency, say, run_dicts):
+    """Rank 0 runs the judge over all ranks' videos; every rank gets the judged run dicts and errors back."""
+    failure = None
+    if w.is_main:
+        try:
+            _run_judge(judge, groups, cache, errors, concurrency, say)
+        except Exception as e:
+            failure = e
+    msg = None if failure is None else (type(failure).__name__, str(failure))
+    run_dicts, errors, msg = w.broadcast((run_dicts, errors, msg))  # rank 0's
+    if failure is not None:
+        raise failure
+    if msg is not None:
+        raise SfppError(f"rank 0 stopped while judging: {msg[0]}: {msg[1]}")
+    return run_dicts, errors
 
 
 # ---- the judge ------------------------------------------------------------------------------------
