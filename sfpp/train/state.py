@@ -64,6 +64,10 @@ class CheckpointManager:
             os.fsync(f.fileno())
         for stem, (sd, cfg) in exports.items():
             save_student(tmp / f"{stem}.safetensors", sd, cfg)  # fsyncs
+        return self._publish(tmp, final)
+
+    def _publish(self, tmp: Path, final: Path) -> Path:
+        """Rename a complete ``step_N.tmp`` folder into place, point ``latest`` at it, prune old ones."""
         _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -71,7 +75,7 @@ class CheckpointManager:
         _fsync_dir(self.root)
         ptr_tmp = self.root / "latest.tmp"
         with open(ptr_tmp, "w") as f:
-            f.write(name)
+            f.write(final.name)
             f.flush()
             os.fsync(f.fileno())
         os.replace(ptr_tmp, self.root / "latest")
@@ -108,19 +112,7 @@ class CheckpointManager:
                 f.write(json.dumps(trainer) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_dir(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _fsync_dir(self.root)
-            ptr_tmp = self.root / "latest.tmp"
-            with open(ptr_tmp, "w") as f:
-                f.write(name)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(ptr_tmp, self.root / "latest")
-            _fsync_dir(self.root)
-            self._prune(final)
+            self._publish(tmp, final)
         dist.barrier()
         return final
 
