@@ -260,3 +260,12 @@ def test_protocol_options_and_missing_dinov2(tmp_path):
     write_long_video(run / "v.mp4")
     with pytest.raises(SfppError, match="dinov2_model/dinov2-base"):
         evaluate_runs([run], EvaluateConfig(metrics=("subject_consistency",), weights_dir=w, protocol="vbench-long"))
+
+
+def test_one_vbench_dispatcher_covers_every_vbench_metric():
+    from sfpp.evaluate.metrics import VBENCH_METRICS
+    from sfpp.evaluate.vbench import METRIC_FNS, score_clip
+
+    assert set(METRIC_FNS) == set(VBENCH_METRICS)
+    with pytest.raises(KeyError, match="temporal_flickering"):
+        score_clip("temporal_flickering", None, None, fps=16, prompt=None)  # not a network metric

@@ -373,19 +373,6 @@ def compute_long(name: str, lv: LongVideo, models=None, prompt: str | None = Non
         return {"value": float(np.mean(fused)), "windows": _rows(lv.wins, fused), "details": details}
     values = []
     for c in clips:
-        if name == "overall_consistency":
-            values.append(vb.overall_consistency(models, c, prompt or ""))
-        elif name == "clip_score":
-            values.append(vb.clip_score(models, c, prompt or ""))
-        elif name == "aesthetic_quality":
-            values.append(vb.aesthetic_quality(models, c))
-        elif name == "dynamic_degree":
-            values.append(vb.dynamic_degree(models, c, lv.fps_int))
-        elif name == "imaging_quality":
-            values.append(vb.imaging_quality(models, c))
-        elif name == "motion_smoothness":
-            values.append(vb.motion_smoothness(models, c))
-        else:  # pragma: no cover - LONG_METRICS and this dispatcher are kept in sync by the tests
-            raise AssertionError(name)
+        values.append(vb.score_clip(name, models, c, fps=lv.fps_int, prompt=prompt))
     vals = [v for v in values if v == v]
     return {"value": float(np.mean(vals)) if vals else float("nan"), "windows": _rows(lv.wins, values), "details": details}

@@ -196,24 +196,7 @@ def compute_vbench(name: str, models, frames: np.ndarray, fps: float, wins: list
     values = []
     for w in wins:
         clip = frames[w.start : w.end]
-        if name == "subject_consistency":
-            values.append(vb.subject_consistency(models, clip))
-        elif name == "background_consistency":
-            values.append(vb.background_consistency(models, clip))
-        elif name == "overall_consistency":
-            values.append(vb.overall_consistency(models, clip, prompt or ""))
-        elif name == "clip_score":
-            values.append(vb.clip_score(models, clip, prompt or ""))
-        elif name == "aesthetic_quality":
-            values.append(vb.aesthetic_quality(models, clip))
-        elif name == "dynamic_degree":
-            values.append(vb.dynamic_degree(models, clip, fps))
-        elif name == "imaging_quality":
-            values.append(vb.imaging_quality(models, clip))
-        elif name == "motion_smoothness":
-            values.append(vb.motion_smoothness(models, clip))
-        else:  # pragma: no cover - registry and dispatcher are kept in sync by the tests
-            raise AssertionError(name)
+        values.append(vb.score_clip(name, models, clip, fps=fps, prompt=prompt))
     details: dict[str, Any] = {}
     if name == "overall_consistency":
         from sfpp.evaluate.viclip import text_cleanup_backend

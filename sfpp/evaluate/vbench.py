@@ -661,3 +661,27 @@ def motion_smoothness(models: VBenchModels, frames: np.ndarray) -> float:
     real = frames[1::2][: len(mids)]
     diffs = [np.abs(m.astype(np.int16) - r.astype(np.int16)).mean() for m, r in zip(mids, real)]
     return float((255.0 - np.mean(diffs)) / 255.0)
+
+
+def score_clip(name: str, models: VBenchModels, frames: np.ndarray, *, fps: float, prompt: str | None) -> float:
+    """VBench metric `name` of one clip `(F, H, W, 3)` uint8: the one dispatcher every protocol uses."""
+    if name in ("overall_consistency", "clip_score"):
+        return METRIC_FNS[name](models, frames, prompt or "")
+    if name == "dynamic_degree":
+        return dynamic_degree(models, frames, fps)
+    if name not in METRIC_FNS:
+        raise KeyError(f"no VBench metric named {name!r}")
+    return METRIC_FNS[name](models, frames)
+
+
+METRIC_FNS = {
+    "subject_consistency": subject_consistency,
+    "background_consistency": background_consistency,
+    "overall_consistency": overall_consistency,
+    "clip_score": clip_score,
+    "aesthetic_quality": aesthetic_quality,
+    "dynamic_degree": dynamic_degree,
+    "imaging_quality": imaging_quality,
+    "motion_smoothness": motion_smoothness,
+}
+
