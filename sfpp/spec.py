@@ -32,7 +32,7 @@ def torch_dtype(name: str):
 class VideoSpec:
     """A generation request. ``None`` means "decided by the checkpoint, else the preset"."""
 
-    model: str | None = None  # None: $SFPP_MODEL, else the bundled `toy` model
+    model: str | None = None  # None: the checkpoint's own model, else $SFPP_MODEL, else the bundled `toy` model
     seconds: float | None = None
     frames: int | None = None
     seed: int = 0
@@ -164,6 +164,26 @@ def default_model(name: str | None) -> str:
     return name or os.environ.get("SFPP_MODEL") or DEFAULT_MODEL
 
 
+def model_for(name: str | None, checkpoint: str | None) -> str:
+    """The model a request runs: ``--model``, else the model an sfpp checkpoint says it was trained for,
+    else ``$SFPP_MODEL``, else `toy`. A ``--model`` that contradicts the checkpoint is one clear error
+    (the weights would not fit), not a list of shape mismatches. Reads only the safetensors header."""
+    from sfpp.presets import PRESETS
+
+    declared = None
+    if checkpoint is not None:
+        from sfpp.checkpoints import checkpoint_file, read_checkpoint_config
+
+        file = checkpoint_file(checkpoint)
+        if file.is_file():
+            m = read_checkpoint_config(checkpoint).get("model")
+            declared = m if isinstance(m, str) and m in PRESETS else None
+        if name is not None and declared is not None and name != declared:
+            raise SfppError(f"checkpoint {file.name} was trained for --model {declared}, not {name}; "
+                            f"drop --model or pass --model {declared}")
+    return name or declared or default_model(None)
+
+
 def _default_device() -> str:
     import torch
 
@@ -202,7 +222,7 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     ``need_weights=False`` (benchmarks of random-initialised models): a diffusers preset's
     transformer config is the released checkpoint's, and no weights folder is required.
     """
-    preset = get_preset(default_model(spec.model))
+    preset = get_preset(model_for(spec.model, spec.checkpoint))
     if spec.seconds is not None and spec.frames is not None:
         raise SfppError("give either --seconds or --frames, not both")
     fps = spec.fps if spec.fps is not None else preset.fps

@@ -87,3 +87,25 @@ def test_help_states_real_constraints_and_defaults():
     assert "default: 5" in text and "outputs/ named after the prompt and the seed" in text
     assert "[[prompt]]" in text  # not swallowed by rich markup
     assert "auto" in text and "--threads" in text and "--chunk-frames" in text
+
+
+def test_a_checkpoint_runs_in_the_model_it_was_trained_for(tmp_path):
+    """A toy-v2 student runs as toy-v2 without --model (even with $SFPP_MODEL set to another model);
+    a contradicting --model is one line naming the right one, not a list of shape mismatches."""
+    from sfpp.checkpoints import save_student
+    from sfpp.toyworld.model import new_toy_transformer
+
+    ckpt = tmp_path / "v2.safetensors"
+    save_student(ckpt, new_toy_transformer(3, "v2").state_dict(), {"model": "toy-v2", "stage": "extended"})
+    out = tmp_path / "v.mp4"
+    r = run("generate", "a red circle on a black background", "--checkpoint", ckpt, "--seconds", 0.5, "--out", out)
+    assert r.exit_code == 0, r.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["model"] == "toy-v2" and side["num_frames"] == 8
+    r = run("generate", "a red circle", "--checkpoint", ckpt, "--model", "toy", "--out", tmp_path / "w.mp4")
+    assert r.exit_code in (1, 2), r.output
+    assert "trained for --model toy-v2, not toy" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "w.mp4").exists()
+    r = run("generate", "a red circle", "--checkpoint", ckpt, "--model", "toy-v2", "--seconds", 0.5,
+            "--out", tmp_path / "x.mp4")
+    assert r.exit_code == 0, r.output

@@ -22,7 +22,7 @@ _FROM = "default: the student's own setting, else the model's"
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help=f"Model preset: {_MODELS} (default: $SFPP_MODEL, else the bundled toy model).",
+    typer.Option("--model", "-m", help=f"Model preset: {_MODELS} (default: the one the --checkpoint was trained for, else $SFPP_MODEL, else the bundled toy model).",
                  show_default=False),
 ]
 WeightsOpt = Annotated[

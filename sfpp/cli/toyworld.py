@@ -26,6 +26,8 @@ def train_teacher_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out exactly (same options).")] = False,
     arch: Annotated[str, typer.Option("--arch", help="Toy transformer architecture: v1 (bundled model) or v2.")] = "v1",
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between saved teacher snapshots and resume states.")] = 500,
+    shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the training noise levels (lower: more "
+                                                          "training at low noise, where shape detail is drawn).")] = 3.0,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,6 +39,7 @@ def train_teacher_cmd(
         if steps <= 0 or batch_size <= 0:
             raise SfppError("--steps and --batch-size must be positive")
         check_number(lr, "--lr", high=1.0)
+        check_number(shift, "--shift", high=100.0)
         if save_every < 0:
             raise SfppError(f"--save-every must be >= 0, got {save_every}")
         from sfpp.spec import check_device
@@ -46,7 +49,7 @@ def train_teacher_cmd(
         if arch not in TOY_ARCHS:
             raise SfppError(f"--arch must be one of {', '.join(TOY_ARCHS)}, got {arch!r}")
         cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch, save_every=save_every,
-                            log_every=max(1, min(50, steps // 10)))
+                            shift=shift, log_every=max(1, min(50, steps // 10)))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")
@@ -192,6 +195,7 @@ def teacher_score_cmd(
     seeds: Annotated[int, typer.Option("--seeds", help="Samples per prompt.")] = 2,
     steps: Annotated[int, typer.Option("--steps", help="Euler steps.")] = 24,
     guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 5.0,
+    shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the Euler grid.")] = 5.0,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the full JSON here.")] = None,
 ) -> None:
     """Oracle v2 on the teacher's own samples: does the teacher draw the shapes, motion and backgrounds?"""
@@ -206,11 +210,12 @@ def teacher_score_cmd(
         if not 1 <= n <= 100 or not 1 <= seeds <= 20 or not 1 <= steps <= 200:
             raise SfppError("--n must be 1-100, --seeds 1-20 and --steps 1-200")
         check_number(guidance, "--guidance", low=0.0, high=50.0, low_inclusive=True)
-        res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance)
+        check_number(shift, "--shift", high=100.0)
+        res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance, shift=shift)
                for name, prompts in (("training", training_prompts(n)), ("held-out", held_out_prompts()))}
         if out is not None:
             Path(out).write_text(json.dumps(res, indent=2, default=float) + "\n")
-    t = Table(title=f"Teacher {checkpoint}: oracle v2 on its own samples (CFG {guidance:g}, {steps} steps)")
+    t = Table(title=f"Teacher {checkpoint}: oracle v2 on its own samples (CFG {guidance:g}, {steps} steps, shift {shift:g})")
     keys = ("all_colours", "shapes_all", "all_moving", "speed", "band", "clean", "sharp", "background_ok")
     t.add_column("prompts")
     for k in keys:

@@ -36,7 +36,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
     for label, entry in students.items():
         opts = dict(entry) if isinstance(entry, dict) else {"checkpoint": entry}
         ckpt, sink = opts.get("checkpoint"), int(opts.get("sink", 0))
-        rs = resolve_spec(VideoSpec(model="toy", checkpoint=ckpt, seconds=1.0, device="cpu", sink=sink))
+        rs = resolve_spec(VideoSpec(model=None if ckpt else "toy", checkpoint=ckpt, seconds=1.0, device="cpu", sink=sink))
         lm = load_model(rs)
         per_len = {}
         for m in multiples:
@@ -47,7 +47,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
             for i, p in enumerate(prompts):
                 path = folder / f"p{i:02d}.mp4"
                 if not (reuse and _same_video(path, p, seed + i, seconds, lm.checkpoint_sha256, sink)):
-                    sfpp.generate(p, out=path, loaded=lm, model="toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
+                    sfpp.generate(p, out=path, loaded=lm, model=None if ckpt else "toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
                                   device="cpu", sink=sink)
                 frames, fps = read_mp4(path)
                 scores.append(score_video(frames, p, fps=fps, window_s=window_s))
@@ -220,13 +220,13 @@ def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: flo
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rs = resolve_spec(VideoSpec(model="toy", checkpoint=checkpoint, seconds=seconds, device="cpu"))
+    rs = resolve_spec(VideoSpec(model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, device="cpu"))
     lm = load_model(rs)
     schedule = [PromptEntry(0.0, first), PromptEntry(at_s, second)]
     single, switched = out / "single.mp4", out / "switch.mp4"
-    sfpp.generate(first, out=single, loaded=lm, model="toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+    sfpp.generate(first, out=single, loaded=lm, model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
                   device="cpu")
-    sfpp.generate(schedule, out=switched, loaded=lm, model="toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+    sfpp.generate(schedule, out=switched, loaded=lm, model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
                   device="cpu", blend_chunks=blend)
     a, fps = read_mp4(single)
     b, _ = read_mp4(switched)

@@ -250,7 +250,7 @@ def load_teacher(path: str | Path, device: str = "cpu"):
 
 
 def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps: int = 24, guidance: float = 5.0,
-                  device: str = "cpu") -> dict:
+                  shift: float = 5.0, device: str = "cpu") -> dict:
     """Oracle v2 on the teacher's own samples (its horizon, K latent frames = 12 frames) per prompt and seed."""
     from sfpp.toyworld.oracle import score_video
     from sfpp.toyworld.world import FPS
@@ -260,9 +260,10 @@ def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps
             "background_ok", "fidelity")
     rows = []
     for seed in range(seeds):
-        clips = sample_teacher(teacher, prompts, steps=steps, guidance=guidance, seed=seed, device=device)
+        clips = sample_teacher(teacher, prompts, steps=steps, shift=shift, guidance=guidance, seed=seed, device=device)
         for p, c in zip(prompts, clips):
             o = score_video(c, p, fps=FPS, window_s=len(c) / FPS)["overall"]
             rows.append({"prompt": p, "seed": seed, **{k: o[k] for k in keys}})
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-    return {"arch": arch, "checkpoint": str(path), "n": len(rows), "mean": mean, "rows": rows}
+    return {"arch": arch, "checkpoint": str(path), "n": len(rows), "steps": steps, "shift": shift, "guidance": guidance,
+            "mean": mean, "rows": rows}
