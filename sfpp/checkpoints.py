@@ -103,7 +103,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"],
     return ck.state, (ck.config or ck.describe())
 
 
-def check_fits(own: dict[str, "torch.Tensor"], state: dict[str, "torch.Tensor"], *, source: str) -> None:
+def check_fits(own: dict[str, "torch.Tensor"], state: dict[str, "torch.Tensor"], *, source: str,
+               fix: str = "pick the --model the checkpoint was trained for") -> None:
     """Raise one clear error when `state` has other keys or shapes than `own` (a module's state dict)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -121,8 +122,7 @@ def check_fits(own: dict[str, "torch.Tensor"], state: dict[str, "torch.Tensor"],
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         raise SfppError(
-            f"checkpoint {source} does not fit this model: {'; '.join(parts)}; "
-            "pick the --model the checkpoint was trained for"
+            f"checkpoint {source} does not fit this model: {'; '.join(parts)}; {fix}"
         )
 
 

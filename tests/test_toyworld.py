@@ -143,3 +143,30 @@ def test_teacher_training_resumes_to_the_same_weights(tmp_path):
     with pytest.raises(SfppError, match="other settings"):
         train_teacher(TeacherConfig(steps=4, batch_size=2, pool_clips=6, save_every=2, lr=1e-3, arch="v2"),
                       tmp_path / "b", resume=True)
+
+
+def test_teacher_init_of_another_arch_fails_before_any_work(tmp_path, monkeypatch):
+    """--init of the other toy arch: one error naming the --arch to pass, before clips are rendered."""
+    import pytest
+
+    import sfpp.toyworld.teacher as teacher_mod
+
+    from sfpp.checkpoints import save_student
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.model import new_toy_transformer
+    from sfpp.toyworld.teacher import TeacherConfig, train_teacher
+
+    v1 = tmp_path / "v1.safetensors"
+    save_student(v1, new_toy_transformer(0, "v1").state_dict(), {"model": "toy", "role": "teacher"})
+    bare = tmp_path / "bare.safetensors"  # no model named: caught by the shapes
+    save_student(bare, new_toy_transformer(0, "v1").state_dict(), {})
+
+    def no_render(*a, **k):
+        raise AssertionError("clips rendered before --init was checked")
+
+    monkeypatch.setattr(teacher_mod, "render_pool", no_render)
+    with pytest.raises(SfppError, match="is a toy checkpoint; pass --arch v1"):
+        train_teacher(TeacherConfig(steps=2, arch="v2"), tmp_path / "a", init=v1)
+    with pytest.raises(SfppError, match="--init must be a teacher or student of --arch v2"):
+        train_teacher(TeacherConfig(steps=2, arch="v2"), tmp_path / "b", init=bare)
+    assert not (tmp_path / "a" / "teacher.safetensors").exists()

@@ -133,6 +133,18 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
             raise SfppError(f"cannot resume: {out} was trained with other settings; give the same options or a new --out")
     elif (out / STATE).is_file():
         raise SfppError(f"{out} already holds a teacher run; pass --resume to continue it or choose another --out")
+    init_state = None
+    if init is not None:  # checked before the clips are rendered: a wrong file fails at once
+        from sfpp.checkpoints import check_fits, load_into, read_checkpoint, read_checkpoint_config
+
+        declared = read_checkpoint_config(init).get("model")
+        want = "toy" if cfg.arch == "v1" else f"toy-{cfg.arch}"
+        if isinstance(declared, str) and declared.startswith("toy") and declared != want:
+            arch = "v1" if declared == "toy" else declared.removeprefix("toy-")
+            raise SfppError(f"--init {init} is a {declared} checkpoint; pass --arch {arch} (or an --init of arch {cfg.arch})")
+        init_state, _ = read_checkpoint(init)
+        check_fits(new_toy_transformer(cfg.seed, cfg.arch).state_dict(), init_state, source=str(init),
+                   fix=f"--init must be a teacher or student of --arch {cfg.arch}")
     torch.manual_seed(cfg.seed)
     codec = toy_codec()
     T = codec.config.frames
@@ -143,11 +155,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
     emb_of = {p: i for i, p in enumerate(uniq)}
     model = new_toy_transformer(cfg.seed, cfg.arch)
-    if init is not None:
-        from sfpp.checkpoints import load_into, read_checkpoint
-
-        state, _ = read_checkpoint(init)
-        load_into(model, state, source=str(init))
+    if init_state is not None:
+        load_into(model, init_state, source=str(init))
     model = model.to(device).train()
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
