@@ -22,3 +22,39 @@ def read_text_file(path: str | Path, *, what: str, hint: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SfppError(f"{what} {p} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+
+
+def finite_json(obj):
+    """`obj` with every NaN / infinity replaced by None (``null``): strict JSON that any reader parses.
+    NumPy scalars and arrays become Python numbers and lists."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array
+        return finite_json(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write `obj` as strict JSON (NaN -> null) atomically: a reader or a full disk never leaves half a file
+    in place of the old one."""
+    import json
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SfppError(f"cannot write {path} ({e.strerror}); free some space or choose another --out") from None
+    return path

@@ -170,3 +170,55 @@ def test_teacher_init_of_another_arch_fails_before_any_work(tmp_path, monkeypatc
     with pytest.raises(SfppError, match="--init must be a teacher or student of --arch v2"):
         train_teacher(TeacherConfig(steps=2, arch="v2"), tmp_path / "b", init=bare)
     assert not (tmp_path / "a" / "teacher.safetensors").exists()
+
+
+def test_heldout_reports_every_oracle_v2_score_with_the_teachers_beside(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from sfpp.checkpoints import save_student
+    from sfpp.toyworld.model import new_toy_transformer
+    from sfpp.toyworld.teacher import held_out_prompts
+    from tests.train_helpers import run
+
+    monkeypatch.delenv("SFPP_MODEL", raising=False)
+    teacher = tmp_path / "t.safetensors"
+    save_student(teacher, new_toy_transformer(1, "v2").state_dict(), {"model": "toy-v2", "role": "teacher"})
+    r = run("toyworld", "heldout", "--seconds", 0.75, "--teacher", teacher, "--teacher-steps", 2,
+            "--out", tmp_path / "h")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "h" / "heldout.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"{c} in heldout.json"))
+    assert rep["prompts"] == held_out_prompts() and rep["teacher"]["n"] == 2 * len(held_out_prompts())
+    for k in ("all_colours", "shapes_all", "all_moving", "band", "clean", "background_ok"):
+        for who in ("student", "teacher"):  # strict JSON: a score with nothing to measure is null, never NaN
+            assert rep[who]["mean"][k] is None or 0.0 <= rep[who]["mean"][k] <= 1.0
+    # the bundled student draws the prompted colours; a random-initialised teacher draws none
+    assert rep["student"]["mean"]["all_colours"] > 0.5 > rep["teacher"]["mean"]["all_colours"]
+    assert "shapes_all" in r.output and "teacher" in r.output
+    r = run("toyworld", "heldout", "--teacher", tmp_path / "missing.safetensors", "--out", tmp_path / "h2")
+    assert r.exit_code != 0 and "--teacher" in r.output and not (tmp_path / "h2").exists()
+
+
+def test_report_json_is_strict_and_written_whole(tmp_path, monkeypatch):
+    """Reports (compare/heldout/teacher-score) are strict JSON (NaN -> null) and a failed write keeps the old file."""
+    import json
+    import os
+
+    import pytest
+
+    from sfpp.errors import SfppError
+    from sfpp.files import write_json
+
+    p = write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": np.float32(0.5),
+                                         "d": np.array([1, 2])})
+    assert json.loads(p.read_text()) == {"a": None, "b": [1.0, None], "c": 0.5, "d": [1, 2]}
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(SfppError, match="No space left on device"):
+        write_json(p, {"new": 1})
+    assert json.loads(p.read_text())["c"] == 0.5 and [f.name for f in tmp_path.iterdir()] == ["r.json"]

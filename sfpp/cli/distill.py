@@ -15,7 +15,7 @@ def distill_cmd(
     budget: Annotated[str, typer.Option("--budget", help="Generator updates as a multiple of the preset's base run, e.g. 8x.")] = "1x",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Run folder (default runs/<config name>).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Override [run] seed (noise, prompt order, initialisation draws).", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Override the config's run.seed (noise, prompt order, initialisation draws).", show_default=False)] = None,
 ) -> None:
     """Distil the causal few-step student from the bidirectional teacher (ODE init, Self-Forcing, Self-Forcing++)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from sfpp.cli._common import check_number, console, print_table, user_errors
+from sfpp.files import finite_json, write_json
 
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
@@ -126,7 +127,7 @@ def oracle_cmd(
         check_number(window, "--window", high=3600)
         results = score_paths(videos, prompt=prompt, window_s=window)
     if json_out:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(finite_json(results), indent=2))
         return
     t = Table(title="ToyWorld oracle (shares of frames, or of windows for motion)")
     t.add_column("video", overflow="fold")
@@ -214,7 +215,7 @@ def teacher_score_cmd(
         res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance, shift=shift)
                for name, prompts in (("training", training_prompts(n)), ("held-out", held_out_prompts()))}
         if out is not None:
-            Path(out).write_text(json.dumps(res, indent=2, default=float) + "\n")
+            write_json(out, res)
     t = Table(title=f"Teacher {checkpoint}: oracle v2 on its own samples (CFG {guidance:g}, {steps} steps, shift {shift:g})")
     keys = ("all_colours", "shapes_all", "all_moving", "speed", "band", "clean", "sharp", "background_ok")
     t.add_column("prompts")
@@ -248,7 +249,7 @@ def stable_length_cmd(
                 raise SfppError(f"{f} holds no <m>x/pNN.mp4 videos with prompts; give OUT/LABEL of 'sfpp toyworld compare'")
             res[f] = r
     if json_out:
-        print(json.dumps(res, indent=2, default=float))
+        print(json.dumps(finite_json(res), indent=2))
         return
     t = Table(title="Stable length (last 10% of each video vs 1x K; threshold 80%)")
     for col in ("student", "stable length (x K)", "failed at", "why", "objects per length", "motion per length"):
@@ -265,23 +266,49 @@ def stable_length_cmd(
 def heldout_cmd(
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Student (default: the bundled model).")] = None,
     seconds: Annotated[float, typer.Option("--seconds")] = 10.0,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also score this teacher's own samples (its "
+                                                   "horizon, 2 seeds) on the same prompts, beside the student.")] = None,
+    teacher_steps: Annotated[int, typer.Option("--teacher-steps", help="Euler steps of the teacher's samples "
+                                               "(CFG 5, shift 5, as teacher-score).")] = 24,
     out: Annotated[str, typer.Option("--out", "-o")] = "runs/toy/heldout",
 ) -> None:
-    """Average oracle prompt fidelity over the 20 held-out prompts (never seen in training)."""
+    """Oracle v2 averages over the 20 held-out prompts (never seen in training): colours, shapes, motion, frozen
+    objects, bands, noise, background; with --teacher, the teacher's own samples beside them."""
+    from rich.table import Table
+
+    from sfpp.errors import SfppError
     from sfpp.toyworld.compare import compare
-    from sfpp.toyworld.teacher import held_out_prompts
+    from sfpp.toyworld.teacher import held_out_prompts, score_teacher
 
     with user_errors():
         from sfpp.toyworld.compare import horizon_seconds
 
         check_number(seconds, "--seconds", high=3600)
+        if teacher is not None and not Path(teacher).is_file():
+            raise SfppError(f"--teacher {teacher} does not exist")
+        if not 1 <= teacher_steps <= 200:
+            raise SfppError(f"--teacher-steps must be 1-200, got {teacher_steps}")
         hz = horizon_seconds()
         mult = max(1, round(seconds / hz))
         res = compare({"student": checkpoint}, held_out_prompts(), Path(out), multiples=(mult,),
                       log=lambda s: console.print(s))
-        o = res["runs"]["student"][f"{mult}x"]["overall"]
-        console.print(f"held-out prompts: fidelity {o['fidelity']:.3f}, all prompted colours in "
-                      f"{100 * o['all_colours']:.1f}% of frames, background right in {100 * o['background_ok']:.1f}%")
+        rows = {f"student ({mult * hz:.1f} s)": res["runs"]["student"][f"{mult}x"]["overall"]}
+        report = {"prompts": held_out_prompts(), "student": {"checkpoint": checkpoint, "seconds": mult * hz,
+                                                             "mean": rows[next(iter(rows))]}}
+        if teacher is not None:
+            tr = score_teacher(teacher, held_out_prompts(), seeds=2, steps=teacher_steps)
+            rows[f"teacher ({hz:.2f} s, 2 seeds)"] = tr["mean"]
+            report["teacher"] = tr
+        write_json(Path(out, "heldout.json"), report)
+    keys = ("all_colours", "shapes_all", "all_moving", "band", "clean", "background_ok", "fidelity")
+    t = Table(title=f"Oracle v2 on the {len(held_out_prompts())} held-out prompts (share of frames / windows)")
+    t.add_column("")
+    for k in keys:
+        t.add_column(k, justify="right")
+    for name, m in rows.items():
+        t.add_row(name, *(f"{m[k]:.3f}" for k in keys))
+    print_table(t)
+    console.print(f"wrote {escape(str(Path(out, 'heldout.json')))}")
 
 
 @app.command("switch")
@@ -318,4 +345,4 @@ def switch_cmd(
                           "never" if r["chunks_to_find"] is None else str(r["chunks_to_find"]),
                           f"{100 * r['found_after_switch']:.1f}%")
         print_table(table, stderr=True)
-        (Path(out) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(Path(out) / "summary.json", rows)

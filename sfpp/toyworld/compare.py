@@ -28,6 +28,7 @@ def horizon_seconds() -> float:
 def compare(students: dict[str, str | None | dict], prompts: list[str], out: Path, *, multiples=(1, 10, 30, 100),
             seed: int = 0, window_s: float = 2.0, log=print, reuse: bool = False) -> dict:
     import sfpp
+    from sfpp.files import write_json
     from sfpp.spec import VideoSpec, load_model, resolve_spec
     from sfpp.video import read_mp4
 
@@ -66,7 +67,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
         results["runs"][label] = per_len
         results.setdefault("stable_length", {})[label] = stable_length(
             {int(k[:-1]): v["tail"] for k, v in per_len.items()})
-    (out / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "compare.json", results)
     _plot(results, out / "fidelity_over_time.png")
     return results
 
@@ -212,6 +213,7 @@ def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: flo
     (its background and all its object colours) in a frame.
     """
     import sfpp
+    from sfpp.files import write_json
     from sfpp.prompts import PromptEntry, chunk_prompt_index
     from sfpp.spec import VideoSpec, load_model, resolve_spec
     from sfpp.toyworld.oracle import frame_scores
@@ -251,7 +253,7 @@ def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: flo
         "chunks_to_find": None if first_found is None else first_found // per_chunk + 1,
         "found_after_switch": float(np.mean(found)) if found else 0.0,
     }
-    (out / "switch.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_json(out / "switch.json", res)
     return res
 
 

@@ -251,7 +251,9 @@ def load_teacher(path: str | Path, device: str = "cpu"):
     from sfpp.checkpoints import load_into, read_checkpoint, read_checkpoint_config
 
     meta = read_checkpoint_config(path)
-    arch = str(meta.get("train", {}).get("arch", "v1"))
+    model = meta.get("model")
+    arch = str(meta.get("train", {}).get("arch") or (model.removeprefix("toy-") if isinstance(model, str)
+                                                      and model.startswith("toy-") else "v1"))
     model = new_toy_transformer(0, arch)
     state, _ = read_checkpoint(path)
     load_into(model, state, source=str(path))
