@@ -94,6 +94,10 @@ def distill(
             raise SfppError(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out")
 
     acc = _accelerator(cfg)
+    if acc.num_processes > 1:
+        from sfpp.distributed_jobs import leave_group_at_exit
+
+        leave_group_at_exit()
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         resolved = to_dict(cfg)

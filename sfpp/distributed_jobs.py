@@ -155,7 +155,28 @@ def _join(world: int) -> Workers:
     rank, size = dist.get_rank(), dist.get_world_size()
     local = _env_int("LOCAL_RANK", rank % max(1, torch.cuda.device_count() or 1))
     group = dist.new_group(backend="gloo", timeout=timeout)  # CPU objects, whatever the device
+    leave_group_at_exit()
     return Workers(rank=rank, world=size, local_rank=local, _group=group)
+
+
+def leave_group_at_exit() -> None:
+    """Leave the process group before the interpreter tears down (once per process): a rank that finishes
+    while another is still at work otherwise dies in gloo's destructor ("terminate called without an
+    active exception", SIGABRT), and the launcher then stops the rank still working."""
+    import atexit
+
+    atexit.unregister(_leave)
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - exiting anyway; never turn a clean exit into a traceback
+            pass
 
 
 def reset_for_tests() -> None:
