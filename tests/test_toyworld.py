@@ -222,3 +222,40 @@ def test_report_json_is_strict_and_written_whole(tmp_path, monkeypatch):
     with pytest.raises(SfppError, match="No space left on device"):
         write_json(p, {"new": 1})
     assert json.loads(p.read_text())["c"] == 0.5 and [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_shape_confusion_rows_cover_every_frame(tmp_path):
+    """teacher-score --confusion: one row per shape word, each frame counted once (found shape, unreadable
+    or missing), frames = colours x seeds x clip frames."""
+    from sfpp.checkpoints import save_student
+    from sfpp.toyworld.model import new_toy_transformer
+    from sfpp.toyworld.teacher import SHAPE_WORDS, shape_confusion
+
+    t = tmp_path / "t.safetensors"
+    save_student(t, new_toy_transformer(2, "v2").state_dict(), {"model": "toy-v2", "role": "teacher"})
+    r = shape_confusion(t, seeds=1, steps=2, colours=("red", "blue"))
+    assert list(r["confusion"]) == list(SHAPE_WORDS) and r["frames"] == {w: 2 * 12 for w in SHAPE_WORDS}
+    for w, row in r["confusion"].items():
+        assert abs(sum(row.values()) - 1.0) < 1e-9 and set(row) <= {*SHAPE_WORDS, "unreadable", "missing"}
+        assert set(r["fit"][w]) <= set(row)
+
+
+def test_shape_confusion_of_ground_truth_is_diagonal_and_of_one_blob_is_not():
+    """The measurement behind --confusion: ground-truth clips read back as the shape asked (diagonal
+    >= 0.9); clips that draw the same shape for every word (what a teacher ignoring the word does) fail."""
+    from sfpp.toyworld.teacher import SHAPE_WORDS, confusion_of_clips
+
+    rng = np.random.default_rng(0)
+    items, blobs = [], []
+    for w in SHAPE_WORDS:
+        for c in ("red", "blue", "yellow"):
+            p = f"a {c} {w} moving on a black background"
+            items.append((w, p, render_clip(parse_prompt(p), 12, rng).frames))
+            sq = f"a {c} square moving on a black background"
+            blobs.append((w, p, render_clip(parse_prompt(sq), 12, rng).frames))
+    gt = confusion_of_clips(items)
+    for w in SHAPE_WORDS:
+        assert gt["confusion"][w].get(w, 0.0) >= 0.9, gt["confusion"]
+    one = confusion_of_clips(blobs)
+    assert one["confusion"]["square"].get("square", 0.0) >= 0.9
+    assert one["confusion"]["circle"].get("circle", 0.0) <= 0.1 and one["confusion"]["triangle"].get("triangle", 0.0) <= 0.1

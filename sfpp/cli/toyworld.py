@@ -197,6 +197,8 @@ def teacher_score_cmd(
     steps: Annotated[int, typer.Option("--steps", help="Euler steps.")] = 24,
     guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 5.0,
     shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the Euler grid.")] = 5.0,
+    confusion: Annotated[bool, typer.Option("--confusion", help="Also: which shape it draws for each shape word "
+                                            "(one object on black, 3 colours x seeds).")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the full JSON here.")] = None,
 ) -> None:
     """Oracle v2 on the teacher's own samples: does the teacher draw the shapes, motion and backgrounds?"""
@@ -214,6 +216,11 @@ def teacher_score_cmd(
         check_number(shift, "--shift", high=100.0)
         res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance, shift=shift)
                for name, prompts in (("training", training_prompts(n)), ("held-out", held_out_prompts()))}
+        if confusion:
+            from sfpp.toyworld.teacher import shape_confusion
+
+            res["shape_confusion"] = shape_confusion(checkpoint, seeds=seeds, steps=steps, guidance=guidance,
+                                                     shift=shift)
         if out is not None:
             write_json(out, res)
     t = Table(title=f"Teacher {checkpoint}: oracle v2 on its own samples (CFG {guidance:g}, {steps} steps, shift {shift:g})")
@@ -221,9 +228,20 @@ def teacher_score_cmd(
     t.add_column("prompts")
     for k in keys:
         t.add_column(k, justify="right")
-    for name, r in res.items():
+    for name in ("training", "held-out"):
+        r = res[name]
         t.add_row(f"{name} ({r['n']})", *(f"{r['mean'][k]:.3f}" for k in keys))
     print_table(t)
+    if confusion:
+        sc = res["shape_confusion"]
+        drawn = ("circle", "square", "triangle", "unreadable", "missing")
+        c = Table(title="Shape drawn for each shape word (share of frames; one object on black)")
+        c.add_column("asked")
+        for d in drawn:
+            c.add_column(d, justify="right")
+        for w, row in sc["confusion"].items():
+            c.add_row(f"{w} ({sc['frames'][w]})", *(f"{row.get(d, 0.0):.2f}" for d in drawn))
+        print_table(c)
 
 
 @app.command("stable-length")

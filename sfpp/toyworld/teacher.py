@@ -278,3 +278,49 @@ def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     return {"arch": arch, "checkpoint": str(path), "n": len(rows), "steps": steps, "shift": shift, "guidance": guidance,
             "mean": mean, "rows": rows}
+
+
+SHAPE_WORDS = ("circle", "square", "triangle")
+
+
+def shape_confusion(path: str | Path, *, seeds: int = 2, steps: int = 24, guidance: float = 5.0, shift: float = 5.0,
+                    colours: tuple[str, ...] = ("red", "blue", "yellow"), device: str = "cpu") -> dict:
+    """Which shape the teacher draws for each shape word: one object moving on black, per frame.
+
+    Returns ``{"confusion": {asked: {drawn: share of frames}}, "fit": {asked: {drawn: mean template fit}},
+    "frames": {asked: n}}`` where `drawn` is the oracle's best-fitting shape, ``"unreadable"`` (too
+    little visible to tell, or a band) or ``"missing"`` (the prompted colour is not there). A teacher
+    that reads the shape word has a diagonal near 1; one that draws the same blob for every word has
+    equal rows.
+    """
+    teacher, _ = load_teacher(path, device)
+    prompts = [(w, f"a {c} {w} moving on a black background") for w in SHAPE_WORDS for c in colours]
+    items = []
+    for seed in range(seeds):
+        clips = sample_teacher(teacher, [p for _, p in prompts], steps=steps, shift=shift, guidance=guidance,
+                               seed=seed, device=device)
+        items += [(word, p, clip) for (word, p), clip in zip(prompts, clips)]
+    return {"checkpoint": str(path), "steps": steps, "guidance": guidance, "shift": shift, "seeds": seeds,
+            **confusion_of_clips(items)}
+
+
+def confusion_of_clips(items) -> dict:
+    """`items`: ``(shape word asked, prompt, (F, 32, 32, 3) uint8 clip)``. Per frame, the oracle's reading of
+    the one prompted object: its best-fitting shape, ``"unreadable"`` or ``"missing"``."""
+    from sfpp.toyworld.oracle import read_frame_v2
+    from sfpp.toyworld.world import parse_prompt
+
+    counts: dict[str, dict[str, int]] = {w: {} for w in SHAPE_WORDS}
+    fits: dict[str, dict[str, list[float]]] = {w: {} for w in SHAPE_WORDS}
+    for word, p, clip in items:
+        scene = parse_prompt(p)
+        for frame in clip:
+            o = next(iter(read_frame_v2(frame, scene).objects.values()))
+            drawn = "missing" if not o.found else (o.shape if o.shape is not None and not o.band else "unreadable")
+            counts[word][drawn] = counts[word].get(drawn, 0) + 1
+            if drawn in SHAPE_WORDS:
+                fits[word].setdefault(drawn, []).append(o.iou)
+    frames = {w: sum(c.values()) for w, c in counts.items()}
+    return {"frames": frames,
+            "confusion": {w: {d: n / max(1, frames[w]) for d, n in sorted(c.items())} for w, c in counts.items()},
+            "fit": {w: {d: float(np.mean(v)) for d, v in sorted(f.items())} for w, f in fits.items()}}
