@@ -52,6 +52,9 @@ class ModelPreset:
     codec: Any = field(default_factory=WanVaeCodec)  # frame/pixel arithmetic (no weights needed)
     arch: dict[str, Any] = field(default_factory=dict)  # transformer config of presets built in code
     bundled_student: Path | None = None  # a student shipped with the package (its config is obeyed)
+    # Built in code with no trained weights shipped: generating needs --checkpoint (random weights would
+    # make noise that looks like a result). Benchmarks (need_weights=False) still run it.
+    needs_checkpoint: bool = False
 
 
 @dataclass
@@ -239,7 +242,8 @@ def _toy_v2_preset() -> ModelPreset:
     from sfpp.toyworld.model import TOY2_TRANSFORMER
 
     return replace(_toy_preset(), name="toy-v2", arch=dict(TOY2_TRANSFORMER), bundled_student=None,
-                   description="ToyWorld v2 architecture (random init; for training, issue #16)",
+                   needs_checkpoint=True,
+                   description="ToyWorld v2 architecture (no trained weights shipped yet; generate with --checkpoint)",
                    build=lambda: build_toy_components("v2"))
 
 

@@ -245,6 +245,9 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
         raise SfppError(f"--frames {num_frames} at {fps} fps is more than {MAX_SECONDS // 3600} hours of video; "
                         "ask for less (or generate it in parts)")
     codec = preset.codec
+    if need_weights and preset.needs_checkpoint and spec.checkpoint is None:
+        raise SfppError(f"--model {preset.name} ships no trained weights; pass --checkpoint with a {preset.name} "
+                        "student (sfpp distill --config examples/toyworld_v2/...) or use --model toy")
     if need_weights:
         tcfg = transformer_config(preset, spec.weights, need_weights=preset.source != "build")
     else:

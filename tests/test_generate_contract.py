@@ -109,3 +109,7 @@ def test_a_checkpoint_runs_in_the_model_it_was_trained_for(tmp_path):
     r = run("generate", "a red circle", "--checkpoint", ckpt, "--model", "toy-v2", "--seconds", 0.5,
             "--out", tmp_path / "x.mp4")
     assert r.exit_code == 0, r.output
+    # no weights at all: an error naming --checkpoint, not a video from random weights
+    r = run("generate", "a red circle", "--model", "toy-v2", "--seconds", 0.5, "--out", tmp_path / "y.mp4")
+    assert r.exit_code != 0 and "--checkpoint" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "y.mp4").exists()
