@@ -46,15 +46,38 @@ def write_json(path: str | Path, obj) -> Path:
     import json
     import os
 
+    import errno
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(finite_json(obj), indent=2, allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise SfppError(f"cannot write {path} ({e.strerror}); free some space or choose another --out") from None
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        fix = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another --out"
+        raise SfppError(f"cannot write {path} ({e.strerror}); {fix}") from None
     return path
+
+
+def check_writable_file(path: str | Path, *, flag: str) -> Path:
+    """Fail before any work when a report file `path` cannot be written (its folder made, or a folder)."""
+    import os
+
+    p = Path(path)
+    if p.is_dir():
+        raise SfppError(f"{flag} {p} is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SfppError(f"{flag} {p}: cannot create its folder ({e.strerror}); choose another {flag}") from None
+    if not os.access(p.parent, os.W_OK):
+        raise SfppError(f"{flag} {p}: its folder is not writable; choose another {flag}")
+    return p

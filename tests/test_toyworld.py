@@ -199,6 +199,10 @@ def test_heldout_reports_every_oracle_v2_score_with_the_teachers_beside(tmp_path
     assert "shapes_all" in r.output and "teacher" in r.output
     r = run("toyworld", "heldout", "--teacher", tmp_path / "missing.safetensors", "--out", tmp_path / "h2")
     assert r.exit_code != 0 and "--teacher" in r.output and not (tmp_path / "h2").exists()
+    # an --out that cannot be written fails before the samples are drawn
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    r = run("toyworld", "teacher-score", teacher, "--out", tmp_path / "blocker" / "s.json")
+    assert r.exit_code != 0 and "--out" in r.output and "Traceback" not in r.output
 
 
 def test_report_json_is_strict_and_written_whole(tmp_path, monkeypatch):

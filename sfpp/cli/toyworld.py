@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from sfpp.cli._common import check_number, console, print_table, user_errors
-from sfpp.files import finite_json, write_json
+from sfpp.files import check_writable_file, finite_json, write_json
 
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
@@ -209,11 +209,14 @@ def teacher_score_cmd(
 
     with user_errors():
         if not Path(checkpoint).is_file():
-            raise SfppError(f"teacher checkpoint {checkpoint} does not exist")
+            raise SfppError(f"teacher checkpoint {checkpoint} is not a file; give a teacher.safetensors from "
+                            "'sfpp toyworld train-teacher'")
         if not 1 <= n <= 100 or not 1 <= seeds <= 20 or not 1 <= steps <= 200:
             raise SfppError("--n must be 1-100, --seeds 1-20 and --steps 1-200")
         check_number(guidance, "--guidance", low=0.0, high=50.0, low_inclusive=True)
         check_number(shift, "--shift", high=100.0)
+        if out is not None:
+            check_writable_file(out, flag="--out")
         res = {name: score_teacher(checkpoint, prompts[:n], seeds=seeds, steps=steps, guidance=guidance, shift=shift)
                for name, prompts in (("training", training_prompts(n)), ("held-out", held_out_prompts()))}
         if confusion:
@@ -303,7 +306,8 @@ def heldout_cmd(
 
         check_number(seconds, "--seconds", high=3600)
         if teacher is not None and not Path(teacher).is_file():
-            raise SfppError(f"--teacher {teacher} does not exist")
+            raise SfppError(f"--teacher {teacher} is not a file; give a teacher.safetensors from 'sfpp toyworld "
+                            "train-teacher'")
         if not 1 <= teacher_steps <= 200:
             raise SfppError(f"--teacher-steps must be 1-200, got {teacher_steps}")
         hz = horizon_seconds()

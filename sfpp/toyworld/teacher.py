@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -275,7 +276,9 @@ def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps
         for p, c in zip(prompts, clips):
             o = score_video(c, p, fps=FPS, window_s=len(c) / FPS)["overall"]
             rows.append({"prompt": p, "seed": seed, **{k: o[k] for k in keys}})
-    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    with warnings.catch_warnings():  # a score with nothing to measure in any sample stays NaN (null in JSON)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     return {"arch": arch, "checkpoint": str(path), "n": len(rows), "steps": steps, "shift": shift, "guidance": guidance,
             "mean": mean, "rows": rows}
 
