@@ -84,3 +84,40 @@ def test_recipe_smoke(tmp_path):
 
     a, b = load_file(str(students["sf"])), load_file(str(students["sfpp"]))
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_v2_recipe_configs_smoke(tmp_path):
+    """examples/toyworld_v2: the toy-v2 configs train (a few steps of each stage) and `toyworld compare` runs
+    their students in their own architecture without being told (--model comes from the checkpoint)."""
+    from sfpp.distill import distill
+    from sfpp.toyworld.compare import compare
+    from sfpp.toyworld.teacher import TeacherConfig, train_teacher
+
+    v2 = EXAMPLES.parent / "toyworld_v2"
+    teacher = train_teacher(TeacherConfig(steps=1, batch_size=1, pool_clips=2, log_every=1, arch="v2"),
+                            tmp_path / "teacher")
+
+    def cfg(name, **overrides):
+        data = tomllib.loads((v2 / name).read_text())
+        assert data["model"]["preset"] == "toy-v2" and data["model"]["teacher_checkpoint"].endswith("teacher.safetensors")
+        data["data"]["prompts"] = str(v2 / "prompts.txt")
+        for section, values in overrides.items():
+            data.setdefault(section, {}).update(values)
+        return from_dict(DistillConfig, data)
+
+    small_run = {"batch_size": 1, "checkpoint_every": 1, "sample_every": 0}
+    ode = distill(cfg("ode.toml", model={"teacher_checkpoint": str(teacher), "student_checkpoint": str(teacher)},
+                      ema={"start_step": 1}, run=small_run,
+                      ode={"num_trajectories": 1, "teacher_steps": 2, "shard_size": 1, "base_steps": 1}),
+                  out=tmp_path / "ode")["ode"].with_name("student_ema.safetensors")
+    students = {}
+    for name, file, extra in (("sf", "self_forcing.toml", {"self_forcing": {"base_steps": 1}}),
+                              ("sfpp", "self_forcing_pp.toml", {"extended": {"base_steps": 1, "n_max": 12, "ramp_steps": 1}})):
+        res = distill(cfg(file, model={"teacher_checkpoint": str(teacher), "student_checkpoint": str(ode)},
+                          dmd={"critic_ratio": 1}, ema={"start_step": 1}, run=small_run, **extra), out=tmp_path / name)
+        students[name] = str(next(iter(res.values())))
+    res = compare(students, ["a red circle on a black background"], tmp_path / "compare", multiples=(1,),
+                  log=lambda s: None)
+    assert set(res["runs"]) == {"sf", "sfpp"}
+    side = json.loads((tmp_path / "compare" / "sfpp" / "1x" / "p00.json").read_text())
+    assert side["model"] == "toy-v2"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# ToyWorld v2 (issue #16): from a chosen toy-v2 teacher to the comparison, resumable at every step.
+#
+#   bash examples/toyworld_v2/recipe.sh TEACHER.safetensors
+#
+# TEACHER comes from `sfpp toyworld train-teacher --arch v2 ...` (docs/toyworld.md lists every command
+# of the runs so far). It is copied to runs/toy2/teacher.safetensors, where the configs read it, and
+# must pass oracle v2 on its own samples first: the gate below stops the recipe otherwise (set
+# SKIP_GATE=1 to run the chain on a teacher that does not pass, e.g. to test the recipe).
+# Re-running the script continues where it stopped (every distill stage resumes; compare reuses videos).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TEACHER=${1:?usage: recipe.sh TEACHER.safetensors}
+OUT=${OUT:-runs/toy2}
+mkdir -p "$OUT"
+if ! cmp -s "$TEACHER" runs/toy2/teacher.safetensors 2>/dev/null; then
+    cp "$TEACHER" runs/toy2/teacher.safetensors
+fi
+sha256sum runs/toy2/teacher.safetensors | tee "$OUT/teacher.sha256"
+
+# 0. The gate: shapes right, objects moving, no bands, on training and held-out prompts.
+sfpp toyworld teacher-score runs/toy2/teacher.safetensors --confusion --out "$OUT/teacher_score.json"
+python - "$OUT/teacher_score.json" <<'PY' || [ "${SKIP_GATE:-0}" = 1 ]
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = [f"{name} {k} {r[name]['mean'][k] or 0.0:.2f}" for name in ("training", "held-out")
+       for k, ok in (("shapes_all", lambda v: v >= 0.9), ("all_moving", lambda v: v >= 0.9), ("band", lambda v: v <= 0.02))
+       if not ok(r[name]["mean"][k] or 0.0)]
+print("teacher passes oracle v2" if not bad else "teacher does not pass oracle v2: " + ", ".join(bad))
+sys.exit(1 if bad else 0)
+PY
+
+run() {  # sfpp distill, resuming a run folder that already exists
+    local out=$1; shift
+    if [ -d "$out" ]; then sfpp distill "$@" --out "$out" --resume; else sfpp distill "$@" --out "$out"; fi
+}
+
+# 1. ODE initialisation (one, shared by both students and both seeds).
+run "$OUT/ode" --config examples/toyworld_v2/ode.toml
+# 2. Self-Forcing (N = K) and Self-Forcing++ (N up to 8K) from the same init and budget, two training seeds.
+for seed in 0 1; do
+    run "$OUT/sf_s$seed" --config examples/toyworld_v2/self_forcing.toml --seed "$seed"
+    run "$OUT/sfpp_s$seed" --config examples/toyworld_v2/self_forcing_pp.toml --seed "$seed"
+done
+# 3. Oracle v2 over 1x, 10x, 30x, 100x the teacher horizon on 12 held-out prompts, per seed.
+for seed in 0 1; do
+    sfpp toyworld compare --student ode="$OUT/ode/ode/student_ema.safetensors" \
+        --student sf="$OUT/sf_s$seed/self-forcing/student_ema.safetensors" \
+        --student sfpp="$OUT/sfpp_s$seed/extended/student_ema.safetensors" \
+        --n 12 --out "$OUT/compare_s$seed" --reuse
+done
+# 4. Held-out prompts (all 20) for the seed-0 Self-Forcing++ student with the teacher's own samples beside.
+sfpp toyworld heldout --checkpoint "$OUT/sfpp_s0/extended/student_ema.safetensors" --seconds 10 \
+    --teacher runs/toy2/teacher.safetensors --out "$OUT/heldout"
