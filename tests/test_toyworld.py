@@ -263,3 +263,31 @@ def test_shape_confusion_of_ground_truth_is_diagonal_and_of_one_blob_is_not():
     one = confusion_of_clips(blobs)
     assert one["confusion"]["square"].get("square", 0.0) >= 0.9
     assert one["confusion"]["circle"].get("circle", 0.0) <= 0.1 and one["confusion"]["triangle"].get("triangle", 0.0) <= 0.1
+
+
+def test_teacher_resume_of_a_run_saved_before_a_setting_existed(tmp_path):
+    """A run saved before a TeacherConfig field was added (here max_objects) resumes: the missing field is
+    what that run trained with, the default. Another value for it is refused."""
+    import json
+
+    import pytest
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import STATE, TeacherConfig, train_teacher
+
+    cfg = TeacherConfig(steps=3, batch_size=1, pool_clips=2, save_every=2, log_every=1, warmup=1, arch="v2")
+
+    def die_at_3(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(cfg, tmp_path / "a", on_log=die_at_3)
+    st = torch.load(tmp_path / "a" / STATE, weights_only=True)
+    old = json.loads(st["config"])
+    del old["max_objects"]
+    st["config"] = json.dumps(old)
+    torch.save(st, tmp_path / "a" / STATE)
+    with pytest.raises(SfppError, match="other settings"):
+        train_teacher(TeacherConfig(**{**cfg.__dict__, "max_objects": 1}), tmp_path / "a", resume=True)
+    assert train_teacher(cfg, tmp_path / "a", resume=True).is_file()

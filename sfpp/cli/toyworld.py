@@ -29,6 +29,8 @@ def train_teacher_cmd(
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between saved teacher snapshots and resume states.")] = 500,
     shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the training noise levels (lower: more "
                                                           "training at low noise, where shape detail is drawn).")] = 3.0,
+    max_objects: Annotated[int, typer.Option("--max-objects", help="Objects per training scene, 1-3 (1: single "
+                                             "objects, e.g. a curriculum's first stage).")] = 3,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,6 +43,8 @@ def train_teacher_cmd(
             raise SfppError("--steps and --batch-size must be positive")
         check_number(lr, "--lr", high=1.0)
         check_number(shift, "--shift", high=100.0)
+        if max_objects not in (1, 2, 3):
+            raise SfppError(f"--max-objects must be 1, 2 or 3, got {max_objects}")
         if save_every < 0:
             raise SfppError(f"--save-every must be >= 0, got {save_every}")
         from sfpp.spec import check_device
@@ -50,7 +54,7 @@ def train_teacher_cmd(
         if arch not in TOY_ARCHS:
             raise SfppError(f"--arch must be one of {', '.join(TOY_ARCHS)}, got {arch!r}")
         cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch, save_every=save_every,
-                            shift=shift, log_every=max(1, min(50, steps // 10)))
+                            shift=shift, max_objects=max_objects, log_every=max(1, min(50, steps // 10)))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")

@@ -47,6 +47,7 @@ class TeacherConfig:
     shift: float = 3.0  # timestep shift for t sampling
     caption_dropout: float = 0.1  # empty prompt for classifier-free guidance
     pool_clips: int = 3000  # rendered clips kept in memory (24 frames each)
+    max_objects: int = 3  # objects per training scene (1: single objects, a curriculum's first stage)
     ema: float = 0.999
     seed: int = 0
     log_every: int = 50
@@ -84,11 +85,11 @@ def training_prompts(n: int, seed: int = 4321) -> list[str]:
     return out
 
 
-def render_pool(n: int, frames: int, seed: int, exclude: set[str]) -> tuple[np.ndarray, list[str]]:
+def render_pool(n: int, frames: int, seed: int, exclude: set[str], *, max_objects: int = 3) -> tuple[np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
     clips, prompts = [], []
     for _ in range(n):
-        c = render_clip(random_scene(rng, exclude=exclude), frames, rng)
+        c = render_clip(random_scene(rng, exclude=exclude, max_objects=max_objects), frames, rng)
         clips.append(c.frames)
         prompts.append(c.prompt)
     return np.stack(clips), prompts  # (n, frames, 32, 32, 3)
@@ -130,7 +131,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         if not (out / STATE).is_file():
             raise SfppError(f"no {STATE} in {out} to resume from; start without --resume")
         saved = torch.load(out / STATE, map_location="cpu", weights_only=True)
-        if json.loads(saved["config"]) != asdict(cfg):
+        # settings added after a run started take their defaults (what that run trained with)
+        if {**asdict(TeacherConfig()), **json.loads(saved["config"])} != asdict(cfg):
             raise SfppError(f"cannot resume: {out} was trained with other settings; give the same options or a new --out")
     elif (out / STATE).is_file():
         raise SfppError(f"{out} already holds a teacher run; pass --resume to continue it or choose another --out")
@@ -150,7 +152,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     codec = toy_codec()
     T = codec.config.frames
     clip_frames = TOY_WINDOW * T
-    pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()))
+    pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()),
+                                max_objects=cfg.max_objects)
     tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
