@@ -159,14 +159,43 @@ def _join(world: int) -> Workers:
     return Workers(rank=rank, world=size, local_rank=local, _group=group)
 
 
+_joined = False
+
+
 def leave_group_at_exit() -> None:
     """Leave the process group before the interpreter tears down (once per process): a rank that finishes
     while another is still at work otherwise dies in gloo's destructor ("terminate called without an
     active exception", SIGABRT), and the launcher then stops the rank still working."""
     import atexit
 
+    global _joined
+    _joined = True
     atexit.unregister(_leave)
     atexit.register(_leave)
+
+
+def exit_process(code) -> None:
+    """End the process with `code` (a ``SystemExit.code``). A process that joined a process group leaves it
+    and then ends without the interpreter's teardown, where torch's distributed threads can still abort the
+    process (SIGABRT) after its work is done and its outputs written; any other process exits normally."""
+    import sys
+
+    if isinstance(code, str):  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    status = 0 if code is None else int(code) if isinstance(code, int) else 1
+    if not _joined:
+        sys.exit(status)
+    import logging
+
+    _leave()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _leave() -> None:

@@ -38,11 +38,16 @@ app.add_typer(_toyworld.app, name="toyworld")
 
 def main() -> None:
     """Console-script entry point."""
+    from sfpp.distributed_jobs import exit_process
+
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_process(130)
+    except SystemExit as e:  # typer ends every command this way
+        exit_process(e.code)
+    exit_process(0)
 
 
 if __name__ == "__main__":  # pragma: no cover
