@@ -27,12 +27,12 @@ from sfpp.text import encode_prompts
 from sfpp.toyworld.model import (
     TOY_TEXT_LEN,
     TOY_WINDOW,
-    toy_text_encoder,
     new_toy_transformer,
     toy_codec,
+    toy_text_encoder,
     toy_tokenizer,
 )
-from sfpp.toyworld.world import random_scene, render_clip
+from sfpp.toyworld.world import SHAPES, random_scene, render_clip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -286,7 +286,7 @@ def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps
             "mean": mean, "rows": rows}
 
 
-SHAPE_WORDS = ("circle", "square", "triangle")
+SHAPE_WORDS = SHAPES  # the world's own shape words
 
 
 def shape_confusion(path: str | Path, *, seeds: int = 2, steps: int = 24, guidance: float = 5.0, shift: float = 5.0,
