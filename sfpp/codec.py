@@ -74,21 +74,24 @@ class PixelCodec:
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> output pixels (upscaled), ``(B, 3, F, H, W)`` in [-1, 1]."""
-        import torch.nn.functional as F
-
-        x = self.decode_native(z)
-        u = self.config.upscale
-        if u == 1:
-            return x
-        B, C, Fr, H, W = x.shape
-        x = F.interpolate(x.permute(0, 2, 1, 3, 4).reshape(B * Fr, C, H, W), scale_factor=u, mode="nearest")
-        return x.reshape(B, Fr, C, H * u, W * u).permute(0, 2, 1, 3, 4)
+        return upscale_nearest(self.decode_native(z), self.config.upscale)
 
     def stream(self) -> "PixelStream":
         return PixelStream(self)
 
     def to(self, device) -> "PixelCodec":  # no weights
         return self
+
+
+def upscale_nearest(x: torch.Tensor, u: int) -> torch.Tensor:
+    """Pixels ``(B, C, F, H, W)`` -> ``(B, C, F, u*H, u*W)``, nearest neighbour."""
+    if u == 1:
+        return x
+    import torch.nn.functional as F
+
+    B, C, Fr, H, W = x.shape
+    x = F.interpolate(x.permute(0, 2, 1, 3, 4).reshape(B * Fr, C, H, W), scale_factor=u, mode="nearest")  # (B*F, C, uH, uW)
+    return x.reshape(B, Fr, C, H * u, W * u).permute(0, 2, 1, 3, 4)
 
 
 class PixelStream:

@@ -81,3 +81,19 @@ def check_writable_file(path: str | Path, *, flag: str) -> Path:
     if not os.access(p.parent, os.W_OK):
         raise SfppError(f"{flag} {p}: its folder is not writable; choose another {flag}")
     return p
+
+
+def save_torch_atomic(obj, path: str | Path) -> Path:
+    """`torch.save` to `path` atomically (temp file, fsync, rename): a kill leaves the old file or the new one."""
+    import os
+
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

@@ -1,4 +1,4 @@
-"""`sfpp toyworld ...`: the ToyWorld teacher, clips and oracle."""
+"""`sfpp toyworld ...`: the ToyWorld teacher, its codec, clips and oracle."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def train_teacher_cmd(
     device: Annotated[str, typer.Option("--device")] = "cpu",
     init: Annotated[Optional[str], typer.Option("--init", help="Start from an earlier teacher.safetensors.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out exactly (same options).")] = False,
-    arch: Annotated[str, typer.Option("--arch", help="Toy transformer architecture: v1 (bundled model) or v2.")] = "v1",
+    arch: Annotated[str, typer.Option("--arch", help="Toy transformer architecture: v1 (bundled model), v2 (wider) or v3 (v2 on the learned codec).")] = "v1",
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between saved teacher snapshots and resume states.")] = 500,
     shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the training noise levels (lower: more "
                                                           "training at low noise, where shape detail is drawn).")] = 3.0,
@@ -63,6 +63,42 @@ def train_teacher_cmd(
             path = train_teacher(cfg, Path(out), device=device, init=Path(init) if init else None, resume=resume,
                                  on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
         console.print(f"[green]teacher[/] {path}")
+
+
+@app.command("train-codec")
+def train_codec_cmd(
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder (codec.safetensors, log.jsonl).")] = "runs/toy3/codec",
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 3000,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Latent frames per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 10% of it).")] = 2e-3,
+    channels: Annotated[int, typer.Option("--channels", help="Latent channels per latent frame.")] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")] = False,
+    save_every: Annotated[int, typer.Option("--save-every", help="Steps between resume states.")] = 500,
+) -> None:
+    """Train the learned ToyWorld codec (a small conv autoencoder, 32x32 frames -> 8x8 latents)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.learned_codec import CodecTrainConfig, LearnedCodecConfig, train_codec
+
+    with user_errors():
+        if steps <= 0 or batch_size <= 0:
+            raise SfppError("--steps and --batch-size must be positive")
+        if not 1 <= channels <= 256:
+            raise SfppError(f"--channels must be between 1 and 256, got {channels}")
+        if save_every < 0:
+            raise SfppError(f"--save-every must be >= 0, got {save_every}")
+        check_number(lr, "--lr", high=1.0)
+        cfg = CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                               log_every=max(1, min(100, steps // 10)))
+        with Progress(TextColumn("[bold]codec"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("codec", total=steps, info="rendering clips")
+            path = train_codec(cfg, LearnedCodecConfig(channels=channels), Path(out), resume=resume,
+                               on_log=lambda r: bar.update(task, completed=r["step"],
+                                                           info=f"rmse {r['rmse_grey']:.1f} grey levels"))
+        console.print(f"[green]codec[/] {path}")
 
 
 @app.command("clip")

@@ -32,7 +32,13 @@ TOY_TRANSFORMER = dict(
 # ToyWorld v2 (issue #16): 5 layers of width 160 (5 heads x 32, ffn 640), about 1.8x v1's compute per
 # token, for shapes that stay shapes; the bundled model moves to it once a v2 student passes oracle v2.
 TOY2_TRANSFORMER = {**TOY_TRANSFORMER, "num_attention_heads": 5, "ffn_dim": 640, "num_layers": 5}
-TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER}
+# ToyWorld v3: v2's transformer on the latents of the learned codec (sfpp/toyworld/learned_codec.py,
+# 8x8 latents of 16 channels per 2 frames, shipped in sfpp/assets/toy/codec_v3.safetensors) with patch 1:
+# the same 64 tokens per latent frame. On the pixel codec no toy transformer learned shapes (docs/toyworld.md).
+TOY3_CODEC_CHANNELS = 16
+TOY3_TRANSFORMER = {**TOY2_TRANSFORMER, "patch_size": (1, 1, 1), "in_channels": TOY3_CODEC_CHANNELS,
+                    "out_channels": TOY3_CODEC_CHANNELS}
+TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER}
 # The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
@@ -70,8 +76,30 @@ def new_toy_text_encoder(seed: int = 0):
         return UMT5EncoderModel(UMT5Config(**TOY_TEXT)).eval()
 
 
-def toy_codec() -> PixelCodec:
-    return PixelCodec(TOY_CODEC)
+def shipped_codec_path():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "assets" / "toy" / "codec_v3.safetensors"
+
+
+def toy_codec(arch: str = "v1"):
+    """The codec of a toy architecture: the pixel codec (v1, v2) or the shipped learned codec (v3)."""
+    if arch != "v3":
+        return PixelCodec(TOY_CODEC)
+    from sfpp.toyworld.learned_codec import load_codec
+
+    codec = load_codec(shipped_codec_path())
+    if codec.channels != TOY3_CODEC_CHANNELS:
+        from sfpp.errors import SfppError
+
+        raise SfppError(f"the shipped toy-v3 codec has {codec.channels} latent channels, the v3 transformer "
+                        f"{TOY3_CODEC_CHANNELS}; retrain it with 'sfpp toyworld train-codec --channels {TOY3_CODEC_CHANNELS}'")
+    return codec
+
+
+def latent_size(codec, native: int = 32) -> int:
+    """Latent cells along H and W of a `native`-pixel frame."""
+    return native * codec.config.upscale // codec.spatial_factor
 
 
 def toy_text_encoder():

@@ -27,6 +27,7 @@ from sfpp.text import encode_prompts
 from sfpp.toyworld.model import (
     TOY_TEXT_LEN,
     TOY_WINDOW,
+    latent_size,
     new_toy_transformer,
     toy_codec,
     toy_text_encoder,
@@ -100,17 +101,12 @@ STATE = "train_state.pt"
 
 def _save_state(out: Path, step: int, model, ema, opt, sched, rng, cfg: TeacherConfig) -> None:
     """Everything a resume needs, written atomically (temp file, fsync, rename)."""
-    import os
+    from sfpp.files import save_torch_atomic
 
     state = {"step": step, "model": model.state_dict(), "ema": ema, "opt": opt.state_dict(),
              "sched": sched.state_dict(), "np_rng": json.dumps(rng.bit_generator.state),
              "torch_rng": torch.get_rng_state(), "config": json.dumps(asdict(cfg))}
-    tmp = out / (STATE + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out / STATE)
+    save_torch_atomic(state, out / STATE)
 
 
 def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], None] | None = None,
@@ -149,7 +145,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         check_fits(new_toy_transformer(cfg.seed, cfg.arch).state_dict(), init_state, source=str(init),
                    fix=f"--init must be a teacher or student of --arch {cfg.arch}")
     torch.manual_seed(cfg.seed)
-    codec = toy_codec()
+    codec = toy_codec(cfg.arch).to(device)
     T = codec.config.frames
     clip_frames = TOY_WINDOW * T
     pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()),
@@ -186,7 +182,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         start = rng.integers(0, pool.shape[1] - clip_frames + 1, cfg.batch_size)
         clips = np.stack([pool[i, s : s + clip_frames] for i, s in zip(idx, start)])  # (B, F, 32, 32, 3)
         video = torch.from_numpy(clips).to(device).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # (B, 3, F, H, W)
-        x0 = codec.encode(video)  # (B, C, K, 16, 16)
+        with torch.no_grad():  # the codec is frozen
+            x0 = codec.encode(video)  # (B, C, K, h, w): h = w = 16 (pixel codec) or 8 (learned codec)
         drop = rng.random(cfg.batch_size) < cfg.caption_dropout
         e = emb[[emb_of[""] if d else emb_of[prompts[i]] for i, d in zip(idx, drop)]]
         u = torch.rand(cfg.batch_size, device=device)
@@ -225,7 +222,7 @@ def _save(out: Path, ema: dict, cfg: TeacherConfig, step: int) -> Path:
 
 @torch.no_grad()
 def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float = 5.0, guidance: float = 3.0,
-                   seed: int = 0, device: str = "cpu") -> np.ndarray:
+                   seed: int = 0, device: str = "cpu", arch: str = "v1") -> np.ndarray:
     """Clips of the teacher's horizon from the bidirectional teacher (Euler ODE with CFG).
 
     Returns ``(B, F, 32, 32, 3)`` uint8 native frames.
@@ -234,12 +231,12 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
     from sfpp.train.networks import bidirectional_flow
     from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
 
-    codec = toy_codec()
+    codec = toy_codec(arch).to(device)
     tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
     cond = encode_prompts(tok, enc, prompts, max_length=TOY_TEXT_LEN, device=device)
     uncond = encode_prompts(tok, enc, [""] * len(prompts), max_length=TOY_TEXT_LEN, device=device)
     g = torch.Generator().manual_seed(seed)
-    n = 32 // codec.config.patch
+    n = latent_size(codec)
     x = torch.randn(len(prompts), codec.channels, TOY_WINDOW, n, n, generator=g).to(device)
     grid = euler_grid(steps, shift)
     for i in range(steps):
@@ -275,7 +272,8 @@ def score_teacher(path: str | Path, prompts: list[str], *, seeds: int = 2, steps
             "background_ok", "fidelity")
     rows = []
     for seed in range(seeds):
-        clips = sample_teacher(teacher, prompts, steps=steps, shift=shift, guidance=guidance, seed=seed, device=device)
+        clips = sample_teacher(teacher, prompts, steps=steps, shift=shift, guidance=guidance, seed=seed, device=device,
+                               arch=arch)
         for p, c in zip(prompts, clips):
             o = score_video(c, p, fps=FPS, window_s=len(c) / FPS)["overall"]
             rows.append({"prompt": p, "seed": seed, **{k: o[k] for k in keys}})
@@ -299,12 +297,12 @@ def shape_confusion(path: str | Path, *, seeds: int = 2, steps: int = 24, guidan
     that reads the shape word has a diagonal near 1; one that draws the same blob for every word has
     equal rows.
     """
-    teacher, _ = load_teacher(path, device)
+    teacher, arch = load_teacher(path, device)
     prompts = [(w, f"a {c} {w} moving on a black background") for w in SHAPE_WORDS for c in colours]
     items = []
     for seed in range(seeds):
         clips = sample_teacher(teacher, [p for _, p in prompts], steps=steps, shift=shift, guidance=guidance,
-                               seed=seed, device=device)
+                               seed=seed, device=device, arch=arch)
         items += [(word, p, clip) for (word, p), clip in zip(prompts, clips)]
     return {"checkpoint": str(path), "steps": steps, "guidance": guidance, "shift": shift, "seeds": seeds,
             **confusion_of_clips(items)}

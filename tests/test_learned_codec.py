@@ -1,0 +1,179 @@
+"""The learned ToyWorld codec: layouts, training, normalisation, files, resume and its CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sfpp.toyworld.learned_codec import (
+    CodecTrainConfig,
+    LearnedCodec,
+    LearnedCodecConfig,
+    load_codec,
+    save_codec,
+    train_codec,
+)
+
+TINY = LearnedCodecConfig(channels=4, width=16)
+
+
+def _cfg(**kw) -> CodecTrainConfig:
+    return CodecTrainConfig(**{"steps": 120, "batch_size": 8, "pool_clips": 24, "save_every": 0, "log_every": 20, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("codec")
+    torch.set_num_threads(1)
+    path = train_codec(_cfg(steps=300), TINY, out)
+    return path, out
+
+
+def test_layouts_and_frame_arithmetic():
+    codec = LearnedCodec(TINY)
+    video = torch.rand(2, 3, 6, 32, 32) * 2 - 1  # (B, 3, F, H, W)
+    with torch.no_grad():
+        z = codec.encode(video)
+        assert z.shape == (2, 4, 3, 8, 8)  # (B, C, F/2, H/4, W/4)
+        assert codec.decode_native(z).shape == (2, 3, 6, 32, 32)
+        assert codec.decode(z).shape == (2, 3, 6, 256, 256)
+        # each latent frame codes its own 2 pixel frames: changing pixel frames 2-3 moves latent frame 1 only
+        v2 = video.clone()
+        v2[:, :, 2:4] = -v2[:, :, 2:4]
+        dz = (codec.encode(v2) - z).abs().amax(dim=(0, 1, 3, 4))
+        z2 = z.clone()
+        z2[:, :, 2] += 1.0  # and latent frame 2 decodes to pixel frames 4-5 only
+        dx = (codec.decode_native(z2) - codec.decode_native(z)).abs().amax(dim=(0, 1, 3, 4))
+    assert dz[0] == 0 and dz[2] == 0 and dz[1] > 0
+    assert (dx[:4] == 0).all() and (dx[4:] > 0).all()
+    assert codec.latent_frames(7) == 4 and codec.pixel_frames(3) == 6 and codec.spatial_factor == 32
+    with pytest.raises(ValueError, match="not divisible"):
+        codec.encode(torch.zeros(1, 3, 5, 32, 32))
+    with pytest.raises(ValueError, match="channels"):
+        codec.decode_native(torch.zeros(1, 5, 1, 8, 8))
+    with pytest.raises(ValueError, match="positive integer"):
+        LearnedCodecConfig(channels=0)
+
+
+def test_training_learns_to_reconstruct_and_normalises(trained):
+    path, out = trained
+    rows = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 300
+    assert rows[-1]["rmse_grey"] < 0.7 * rows[0]["rmse_grey"]  # first row: step 20
+    codec = load_codec(path)
+    from sfpp.toyworld.world import render_clip, random_scene
+
+    rng = np.random.default_rng(7)
+    clip = render_clip(random_scene(rng), 8, rng).frames  # (F, 32, 32, 3) uint8, a scene not in the pool
+    video = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]  # (1, 3, F, H, W)
+    untrained = LearnedCodec(TINY)
+    with torch.no_grad():
+        err = (codec.decode_native(codec.encode(video)) - video).pow(2).mean().sqrt() * 127.5
+        err0 = (untrained.decode_native(untrained.encode(video)) - video).pow(2).mean().sqrt() * 127.5
+    assert err < 0.5 * err0
+    # latents of the training distribution are normalised per channel
+    from sfpp.toyworld.learned_codec import _pool
+
+    pool = _pool(_cfg(steps=300), 2)
+    clips = torch.from_numpy(pool).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
+    with torch.no_grad():
+        z = codec.encode(clips)
+    assert z.mean(dim=(0, 2, 3, 4)).abs().max() < 0.05
+    assert (z.std(dim=(0, 2, 3, 4)) - 1).abs().max() < 0.05
+
+
+def test_file_round_trip_and_bad_files(trained, tmp_path):
+    path, _ = trained
+    from sfpp.checkpoints import read_checkpoint_config
+    from sfpp.errors import SfppError
+
+    codec = load_codec(path)
+    meta = read_checkpoint_config(path)
+    assert meta["role"] == "toyworld-codec" and meta["codec"] == {"channels": 4, "frames": 2, "width": 16, "upscale": 8}
+    again = load_codec(save_codec(tmp_path / "copy.safetensors", codec))
+    z = torch.randn(1, 4, 2, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(codec.decode_native(z), again.decode_native(z))
+    with pytest.raises(SfppError, match="does not exist"):
+        load_codec(tmp_path / "nope.safetensors")
+    from sfpp.checkpoints import save_student
+
+    other = save_student(tmp_path / "student.safetensors", {"w": torch.zeros(2)}, {"model": "toy"})
+    with pytest.raises(SfppError, match="not a ToyWorld codec"):
+        load_codec(other)
+
+
+def test_resume_continues_exactly(tmp_path):
+    torch.set_num_threads(1)
+    full = train_codec(_cfg(steps=40, save_every=20), TINY, tmp_path / "full")
+    part = tmp_path / "part"
+    train_codec(_cfg(steps=40, save_every=20), TINY, part)
+    # simulate a kill after step 20: the state at 20 is there; the finished file and later log rows are not
+    (part / "codec.safetensors").unlink()
+    from sfpp.errors import SfppError
+
+    with pytest.raises(SfppError, match="--resume"):
+        train_codec(_cfg(steps=40, save_every=20), TINY, part)
+    with pytest.raises(SfppError, match="other settings"):
+        train_codec(_cfg(steps=40, save_every=20, lr=1e-3), TINY, part, resume=True)
+    resumed = train_codec(_cfg(steps=40, save_every=20), TINY, part, resume=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full)), load_file(str(resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(ln)["step"] for ln in (part / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_cli_train_codec(tmp_path):
+    from typer.testing import CliRunner
+
+    from sfpp.cli.main import app
+
+    r = CliRunner().invoke(app, ["toyworld", "train-codec", "--steps", "0", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "--steps" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["toyworld", "train-codec", "--channels", "0", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "--channels" in r.output
+
+
+def test_the_shipped_v3_codec_keeps_what_the_oracle_reads():
+    """Its ceiling: on held-out scenes (never rendered for its training) the oracle reads from the codec's
+    reconstructions what it reads from the frames themselves."""
+    from sfpp.toyworld.model import TOY3_CODEC_CHANNELS, latent_size, toy_codec
+    from sfpp.toyworld.oracle import score_video
+    from sfpp.toyworld.teacher import held_out_prompts
+    from sfpp.toyworld.world import parse_prompt, render_clip
+
+    codec = toy_codec("v3")
+    assert codec.channels == TOY3_CODEC_CHANNELS and latent_size(codec) == 8
+    rng = np.random.default_rng(11)
+    errs, shapes, shapes_gt, colours = [], [], [], []
+    for p in held_out_prompts()[:10]:
+        clip = render_clip(parse_prompt(p), 32, rng).frames  # (F, 32, 32, 3)
+        video = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]  # (1, 3, F, H, W)
+        with torch.no_grad():
+            rec = codec.decode_native(codec.encode(video))
+        errs.append(float((rec - video).pow(2).mean().sqrt()) * 127.5)
+        frames = ((rec[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        o, g = score_video(frames, p, fps=16)["overall"], score_video(clip, p, fps=16)["overall"]
+        shapes.append(o["shape_ok"])
+        shapes_gt.append(g["shape_ok"])
+        colours.append(o["all_colours"])
+    assert np.mean(errs) < 8.0, errs  # grey levels RMS
+    assert np.mean(colours) > 0.97
+    assert np.mean(shapes) > np.mean(shapes_gt) - 0.05, (shapes, shapes_gt)
+
+
+def test_a_v3_teacher_trains_and_samples_through_the_learned_codec(tmp_path):
+    from sfpp.toyworld.teacher import TeacherConfig, load_teacher, sample_teacher, train_teacher
+
+    torch.set_num_threads(1)
+    path = train_teacher(TeacherConfig(steps=2, batch_size=2, pool_clips=4, arch="v3", save_every=0, log_every=1),
+                         tmp_path / "t")
+    model, arch = load_teacher(path)
+    assert arch == "v3" and model.config.patch_size == (1, 1, 1) and model.config.in_channels == 16
+    clips = sample_teacher(model, ["a red circle moving on a black background"], steps=2, arch="v3")
+    assert clips.shape == (1, 12, 32, 32, 3) and clips.dtype == np.uint8
