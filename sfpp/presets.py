@@ -141,7 +141,8 @@ def build_toy_components(arch: str = "v1") -> Components:
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
     text_encoder = toy_text_encoder()  # the exact frozen encoder the bundled model was trained with
-    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source, codec=toy_codec())
+    return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source,
+                      codec=toy_codec(arch))  # v3: the shipped learned codec
 
 
 def bundled_files(preset: ModelPreset) -> dict[str, Path]:
@@ -149,6 +150,10 @@ def bundled_files(preset: ModelPreset) -> dict[str, Path]:
     if not preset.name.startswith("toy"):
         return {}
     files = {"text_encoder": TOY_ASSETS / "text_encoder.safetensors"}
+    if _toy_arch(preset) == "v3":
+        from sfpp.toyworld.model import shipped_codec_path
+
+        files["codec"] = shipped_codec_path()
     if preset.bundled_student is not None:
         files["student"] = preset.bundled_student
     return {k: v for k, v in files.items() if v.is_file()}
@@ -238,6 +243,23 @@ def _toy_preset() -> ModelPreset:
     )
 
 
+def _toy_arch(preset: ModelPreset) -> str:
+    """Toy architecture of a toy preset: "toy" -> v1, "toy-v2" -> v2, ..."""
+    return "v1" if preset.name == "toy" else preset.name.removeprefix("toy-")
+
+
+def _toy_v3_preset() -> ModelPreset:
+    from sfpp.toyworld.learned_codec import LearnedCodec, LearnedCodecConfig
+    from sfpp.toyworld.model import TOY3_CODEC_CHANNELS, TOY3_TRANSFORMER
+
+    return replace(_toy_preset(), name="toy-v3", arch=dict(TOY3_TRANSFORMER), bundled_student=None,
+                   needs_checkpoint=True,
+                   codec=LearnedCodec(LearnedCodecConfig(channels=TOY3_CODEC_CHANNELS)),  # frame arithmetic only
+                   description="ToyWorld v3: the v2 transformer on a learned codec (no trained student shipped yet; "
+                               "generate with --checkpoint)",
+                   build=lambda: build_toy_components("v3"))
+
+
 def _toy_v2_preset() -> ModelPreset:
     from sfpp.toyworld.model import TOY2_TRANSFORMER
 
@@ -250,6 +272,7 @@ def _toy_v2_preset() -> ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "toy": _toy_preset(),
     "toy-v2": _toy_v2_preset(),
+    "toy-v3": _toy_v3_preset(),
     "debug": ModelPreset(
         name="debug",
         description="tiny random-initialised Wan-class model for tests and dry runs",
@@ -346,8 +369,12 @@ def build_random_components(name: str, *, device="cpu", dtype=None, seed: int = 
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
         transformer = WanTransformer3DModel(**cfg)
-        if not isinstance(preset.codec, WanVaeCodec):
-            codec = preset.codec  # a codec without weights (toy)
+        if preset.name.startswith("toy"):
+            from sfpp.toyworld.model import toy_codec
+
+            codec = toy_codec(_toy_arch(preset))  # the pixel codec, or the shipped learned codec (v3)
+        elif not isinstance(preset.codec, WanVaeCodec):
+            codec = preset.codec  # a codec without weights
         else:  # Wan's VAE: the debug preset's tiny one, diffusers' defaults (= Wan2.1's VAE) for Wan
             vae = AutoencoderKLWan(**(DEBUG_VAE if preset.source == "build" else {}))
     if dtype is not None and dtype != torch.float32:

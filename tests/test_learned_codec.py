@@ -13,6 +13,7 @@ from sfpp.toyworld.learned_codec import (
     LearnedCodec,
     LearnedCodecConfig,
     load_codec,
+    new_autoencoder,
     save_codec,
     train_codec,
 )
@@ -33,7 +34,7 @@ def trained(tmp_path_factory):
 
 
 def test_layouts_and_frame_arithmetic():
-    codec = LearnedCodec(TINY)
+    codec = LearnedCodec(TINY, new_autoencoder(TINY))
     video = torch.rand(2, 3, 6, 32, 32) * 2 - 1  # (B, 3, F, H, W)
     with torch.no_grad():
         z = codec.encode(video)
@@ -56,6 +57,18 @@ def test_layouts_and_frame_arithmetic():
         codec.decode_native(torch.zeros(1, 5, 1, 8, 8))
     with pytest.raises(ValueError, match="positive integer"):
         LearnedCodecConfig(channels=0)
+    shape_only = LearnedCodec(TINY)  # frame arithmetic without weights (presets)
+    assert shape_only.latent_frames(7) == 4 and shape_only.spatial_factor == 32 and shape_only.to("cpu") is shape_only
+    with pytest.raises(ValueError, match="no weights"):
+        shape_only.encode(video)
+
+
+def test_importing_the_codec_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, sfpp.toyworld.learned_codec; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_training_learns_to_reconstruct_and_normalises(trained):
@@ -69,7 +82,7 @@ def test_training_learns_to_reconstruct_and_normalises(trained):
     rng = np.random.default_rng(7)
     clip = render_clip(random_scene(rng), 8, rng).frames  # (F, 32, 32, 3) uint8, a scene not in the pool
     video = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]  # (1, 3, F, H, W)
-    untrained = LearnedCodec(TINY)
+    untrained = LearnedCodec(TINY, new_autoencoder(TINY))
     with torch.no_grad():
         err = (codec.decode_native(codec.encode(video)) - video).pow(2).mean().sqrt() * 127.5
         err0 = (untrained.decode_native(untrained.encode(video)) - video).pow(2).mean().sqrt() * 127.5

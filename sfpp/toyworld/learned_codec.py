@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from collections.abc import Callable
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing this module (presets do, for frame arithmetic) does not import torch
+    import numpy as np
+    import torch
 
 DOWN = 4  # spatial reduction of the encoder (two stride-2 convolutions)
 
@@ -46,36 +47,47 @@ class LearnedCodecConfig:
                 raise ValueError(f"LearnedCodecConfig.{f.name} must be a positive integer, got {v!r}")
 
 
-class ConvAutoencoder(nn.Module):
-    """``(N, 3T, H, W)`` stacked frames <-> ``(N, C, H/4, W/4)`` raw (unnormalised) codes."""
+def new_autoencoder(cfg: LearnedCodecConfig):
+    """A randomly initialised conv autoencoder: ``encoder`` (``(N, 3T, H, W)`` stacked frames ->
+    ``(N, C, H/4, W/4)`` raw codes), ``decoder`` (back) and the buffers ``mean``/``std`` (per-channel
+    statistics of the codes, set after training; identity until then)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, cfg: LearnedCodecConfig):
-        super().__init__()
-        c_in, w = 3 * cfg.frames, cfg.width
-        self.encoder = nn.Sequential(
-            nn.Conv2d(c_in, w * 3 // 4, 3, 1, 1), nn.GELU(),
-            nn.Conv2d(w * 3 // 4, w, 4, 2, 1), nn.GELU(),  # H/2
-            nn.Conv2d(w, w * 3 // 2, 4, 2, 1), nn.GELU(),  # H/4
-            nn.Conv2d(w * 3 // 2, cfg.channels, 1),
-        )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(cfg.channels, w * 3 // 2, 3, 1, 1), nn.GELU(),
-            nn.ConvTranspose2d(w * 3 // 2, w, 4, 2, 1), nn.GELU(),  # H/2
-            nn.ConvTranspose2d(w, w * 3 // 4, 4, 2, 1), nn.GELU(),  # H
-            nn.Conv2d(w * 3 // 4, c_in, 3, 1, 1),
-        )
-        # latent statistics (per channel), set after training; identity until then
-        self.register_buffer("mean", torch.zeros(cfg.channels))
-        self.register_buffer("std", torch.ones(cfg.channels))
+    c_in, w = 3 * cfg.frames, cfg.width
+    net = nn.Module()
+    net.encoder = nn.Sequential(
+        nn.Conv2d(c_in, w * 3 // 4, 3, 1, 1), nn.GELU(),
+        nn.Conv2d(w * 3 // 4, w, 4, 2, 1), nn.GELU(),  # H/2
+        nn.Conv2d(w, w * 3 // 2, 4, 2, 1), nn.GELU(),  # H/4
+        nn.Conv2d(w * 3 // 2, cfg.channels, 1),
+    )
+    net.decoder = nn.Sequential(
+        nn.Conv2d(cfg.channels, w * 3 // 2, 3, 1, 1), nn.GELU(),
+        nn.ConvTranspose2d(w * 3 // 2, w, 4, 2, 1), nn.GELU(),  # H/2
+        nn.ConvTranspose2d(w, w * 3 // 4, 4, 2, 1), nn.GELU(),  # H
+        nn.Conv2d(w * 3 // 4, c_in, 3, 1, 1),
+    )
+    net.register_buffer("mean", torch.zeros(cfg.channels))
+    net.register_buffer("std", torch.ones(cfg.channels))
+    return net
 
 
 class LearnedCodec:
     """The `PixelCodec` interface (`encode`, `decode_native`, `decode`, `stream`, frame arithmetic)
-    over a trained `ConvAutoencoder`."""
+    over a conv autoencoder (`new_autoencoder`; trained: `load_codec`). Without `net` it only does the
+    frame arithmetic (what presets and request validation need), like `WanVaeCodec` without a VAE."""
 
-    def __init__(self, config: LearnedCodecConfig, net: ConvAutoencoder | None = None):
+    def __init__(self, config: LearnedCodecConfig, net=None):
         self.config = config
-        self.net = (net if net is not None else ConvAutoencoder(config)).eval()
+        self._net = net.eval() if net is not None else None
+
+    @property
+    def net(self):
+        if self._net is None:
+            raise ValueError("this codec has no weights (frame arithmetic only); load one with "
+                             "sfpp.toyworld.learned_codec.load_codec(PATH)")
+        return self._net
 
     @property
     def channels(self) -> int:
@@ -138,7 +150,8 @@ class LearnedCodec:
         return PixelStream(self)  # stateless: each latent frame decodes on its own
 
     def to(self, device) -> LearnedCodec:
-        self.net.to(device)
+        if self._net is not None:
+            self._net.to(device)
         return self
 
 
@@ -171,7 +184,7 @@ def load_codec(path: str | os.PathLike, device: str = "cpu") -> LearnedCodec:
         raise SfppError(f"{path}: unreadable codec config ({e})") from None
     from safetensors.torch import load_file
 
-    net = ConvAutoencoder(cfg)
+    net = new_autoencoder(cfg)
     state = load_file(str(path))
     missing = set(net.state_dict()) ^ set(state)
     if missing:
@@ -204,6 +217,8 @@ STATE = "codec_state.pt"
 
 def _pool(cfg: CodecTrainConfig, frames: int) -> np.ndarray:
     """``(n, 6 * frames, 32, 32, 3)`` uint8 clips of the training distribution (held-out prompts excluded)."""
+    import numpy as np
+
     from sfpp.toyworld.teacher import held_out_prompts
     from sfpp.toyworld.world import random_scene, render_clip
 
@@ -215,6 +230,9 @@ def _pool(cfg: CodecTrainConfig, frames: int) -> np.ndarray:
 
 def _batch(pool: np.ndarray, rng: np.random.Generator, n: int, frames: int) -> torch.Tensor:
     """``(n, 3, frames, 32, 32)`` in [-1, 1]: random `frames`-frame windows."""
+    import numpy as np
+    import torch
+
     idx = rng.integers(0, len(pool), n)
     start = rng.integers(0, pool.shape[1] - frames + 1, n)
     clips = np.stack([pool[i, s: s + frames] for i, s in zip(idx, start)])  # (n, T, 32, 32, 3)
@@ -228,6 +246,10 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
     The latent statistics are measured on the pool at the end (so `encode` gives zero mean, unit
     variance per channel). ``resume`` continues an interrupted run in `out` from its last state.
     """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
     from sfpp.errors import SfppError
 
     out = Path(out)
@@ -245,7 +267,7 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
     torch.manual_seed(cfg.seed)
     T = codec_cfg.frames
     pool = _pool(cfg, T)
-    net = ConvAutoencoder(codec_cfg).train()
+    net = new_autoencoder(codec_cfg).train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
 
     def factor(step: int) -> float:
@@ -263,6 +285,7 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
         torch.set_rng_state(saved["torch_rng"])
         first = int(saved["step"]) + 1
     codec = LearnedCodec(codec_cfg, net)
+    net.train()  # LearnedCodec puts its net in eval mode; no layer here differs, but say what is meant
     log_path = out / "log.jsonl"
     if saved is not None and log_path.is_file():
         keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= saved["step"]]
@@ -300,6 +323,8 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
 
 
 def _save_state(out: Path, step: int, net, opt, sched, rng, settings: str) -> None:
+    import torch
+
     from sfpp.files import save_torch_atomic
 
     state = {"step": step, "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
