@@ -11,6 +11,9 @@ from rich.markup import escape
 
 from sfpp.cli._common import check_number, console, print_table, user_errors
 from sfpp.files import check_writable_file, finite_json, write_json
+from sfpp.toyworld.learned_codec import CodecTrainConfig, LearnedCodecConfig
+
+_CODEC_TRAIN, _CODEC = CodecTrainConfig(), LearnedCodecConfig()  # the defaults, written once there
 
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
@@ -68,19 +71,20 @@ def train_teacher_cmd(
 @app.command("train-codec")
 def train_codec_cmd(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder (codec.safetensors, log.jsonl).")] = "runs/toy3/codec",
-    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 3000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Latent frames per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 10% of it).")] = 2e-3,
-    channels: Annotated[int, typer.Option("--channels", help="Latent channels per latent frame.")] = 16,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = _CODEC_TRAIN.steps,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Latent frames per step.")] = _CODEC_TRAIN.batch_size,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 10% of it).")] = _CODEC_TRAIN.lr,
+    channels: Annotated[int, typer.Option("--channels", help="Latent channels per latent frame (toy-v3: "
+                                          f"{_CODEC.channels}).")] = _CODEC.channels,
+    seed: Annotated[int, typer.Option("--seed")] = _CODEC_TRAIN.seed,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")] = False,
-    save_every: Annotated[int, typer.Option("--save-every", help="Steps between resume states.")] = 500,
+    save_every: Annotated[int, typer.Option("--save-every", help="Steps between resume states.")] = _CODEC_TRAIN.save_every,
 ) -> None:
     """Train the learned ToyWorld codec (a small conv autoencoder, 32x32 frames -> 8x8 latents)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sfpp.errors import SfppError
-    from sfpp.toyworld.learned_codec import CodecTrainConfig, LearnedCodecConfig, train_codec
+    from sfpp.toyworld.learned_codec import train_codec
 
     with user_errors():
         if steps <= 0 or batch_size <= 0:

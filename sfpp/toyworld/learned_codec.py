@@ -219,8 +219,7 @@ def _pool(cfg: CodecTrainConfig, frames: int) -> np.ndarray:
     """``(n, 6 * frames, 32, 32, 3)`` uint8 clips of the training distribution (held-out prompts excluded)."""
     import numpy as np
 
-    from sfpp.toyworld.teacher import held_out_prompts
-    from sfpp.toyworld.world import random_scene, render_clip
+    from sfpp.toyworld.world import held_out_prompts, random_scene, render_clip
 
     rng = np.random.default_rng(cfg.seed)
     held = set(held_out_prompts())

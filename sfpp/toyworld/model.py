@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sfpp.arch import DEBUG_TEXT
 from sfpp.codec import PixelCodec, PixelCodecConfig
+from sfpp.toyworld.learned_codec import LearnedCodecConfig
 from sfpp.rollout_config import RolloutConfig
 
 TOY_CODEC = PixelCodecConfig(patch=2, frames=2, upscale=8)
@@ -35,7 +36,7 @@ TOY2_TRANSFORMER = {**TOY_TRANSFORMER, "num_attention_heads": 5, "ffn_dim": 640,
 # ToyWorld v3: v2's transformer on the latents of the learned codec (sfpp/toyworld/learned_codec.py,
 # 8x8 latents of 16 channels per 2 frames, shipped in sfpp/assets/toy/codec_v3.safetensors) with patch 1:
 # the same 64 tokens per latent frame. On the pixel codec no toy transformer learned shapes (docs/toyworld.md).
-TOY3_CODEC_CHANNELS = 16
+TOY3_CODEC_CHANNELS = LearnedCodecConfig().channels  # the shipped codec was trained with the defaults
 TOY3_TRANSFORMER = {**TOY2_TRANSFORMER, "patch_size": (1, 1, 1), "in_channels": TOY3_CODEC_CHANNELS,
                     "out_channels": TOY3_CODEC_CHANNELS}
 TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER}

@@ -33,7 +33,7 @@ from sfpp.toyworld.model import (
     toy_text_encoder,
     toy_tokenizer,
 )
-from sfpp.toyworld.world import SHAPES, random_scene, render_clip
+from sfpp.toyworld.world import SHAPES, held_out_prompts, random_scene, render_clip, training_prompts  # noqa: F401 - prompt sets re-exported
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,29 +61,6 @@ def lr_factor(cfg: TeacherConfig, step: int) -> float:
         return (step + 1) / max(1, cfg.warmup)
     frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-def held_out_prompts(n: int = 20, seed: int = 1234) -> list[str]:
-    """Scenes never used for training (fixed): the generalisation test set."""
-    rng = np.random.default_rng(seed)
-    out: list[str] = []
-    while len(out) < n:
-        p = random_scene(rng, max_objects=2).prompt
-        if p not in out:
-            out.append(p)
-    return out
-
-
-def training_prompts(n: int, seed: int = 4321) -> list[str]:
-    """`n` fixed prompts of the training distribution (never the held-out ones)."""
-    rng = np.random.default_rng(seed)
-    held = set(held_out_prompts())
-    out: list[str] = []
-    while len(out) < n:
-        p = random_scene(rng, max_objects=2, exclude=held).prompt
-        if p not in out:
-            out.append(p)
-    return out
 
 
 def render_pool(n: int, frames: int, seed: int, exclude: set[str], *, max_objects: int = 3) -> tuple[np.ndarray, list[str]]:

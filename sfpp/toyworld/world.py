@@ -172,6 +172,29 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
     return Clip(frames, scene, pos)
 
 
+def held_out_prompts(n: int = 20, seed: int = 1234) -> list[str]:
+    """Scenes never used for training (fixed): the generalisation test set."""
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    while len(out) < n:
+        p = random_scene(rng, max_objects=2).prompt
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def training_prompts(n: int, seed: int = 4321) -> list[str]:
+    """`n` fixed prompts of the training distribution (never the held-out ones)."""
+    rng = np.random.default_rng(seed)
+    held = set(held_out_prompts())
+    out: list[str] = []
+    while len(out) < n:
+        p = random_scene(rng, max_objects=2, exclude=held).prompt
+        if p not in out:
+            out.append(p)
+    return out
+
+
 def prompt_warning(prompt: str) -> str | None:
     """One line when `prompt` names no object ToyWorld can draw (colour + shape), else None.
 
