@@ -150,6 +150,11 @@ def test_cli_train_codec(tmp_path):
     assert r.exit_code == 2 and "--steps" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["toyworld", "train-codec", "--channels", "0", "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and "--channels" in r.output
+    (tmp_path / "file").write_text("keep me")
+    for cmd in ("train-codec", "train-teacher"):
+        r = CliRunner().invoke(app, ["toyworld", cmd, "--steps", "5", "--out", str(tmp_path / "file")])
+        assert r.exit_code == 2 and "is a file; give a folder" in r.output, r.output
+    assert (tmp_path / "file").read_text() == "keep me"
 
 
 def test_the_shipped_v3_codec_keeps_what_the_oracle_reads():

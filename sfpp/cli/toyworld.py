@@ -18,6 +18,14 @@ _CODEC_TRAIN, _CODEC = CodecTrainConfig(), LearnedCodecConfig()  # the defaults,
 app = typer.Typer(help="ToyWorld: procedural clips, the short-horizon teacher, the oracle.", no_args_is_help=True)
 
 
+def _check_out_folder(out: str) -> None:
+    """A training run's --out must be a folder (or not exist yet)."""
+    from sfpp.errors import SfppError
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise SfppError(f"--out {out} is a file; give a folder for the run (it holds the weights, log and resume state)")
+
+
 @app.command("train-teacher")
 def train_teacher_cmd(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder.")] = "runs/toy/teacher",
@@ -54,6 +62,7 @@ def train_teacher_cmd(
         from sfpp.toyworld.model import TOY_ARCHS
 
         device = check_device(device)
+        _check_out_folder(out)
         if arch not in TOY_ARCHS:
             raise SfppError(f"--arch must be one of {', '.join(TOY_ARCHS)}, got {arch!r}")
         cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch, save_every=save_every,
@@ -94,6 +103,7 @@ def train_codec_cmd(
         if save_every < 0:
             raise SfppError(f"--save-every must be >= 0, got {save_every}")
         check_number(lr, "--lr", high=1.0)
+        _check_out_folder(out)
         cfg = CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
                                log_every=max(1, min(100, steps // 10)))
         with Progress(TextColumn("[bold]codec"), BarColumn(), MofNCompleteColumn(),
