@@ -113,3 +113,22 @@ def test_a_checkpoint_runs_in_the_model_it_was_trained_for(tmp_path):
     r = run("generate", "a red circle", "--model", "toy-v2", "--seconds", 0.5, "--out", tmp_path / "y.mp4")
     assert r.exit_code != 0 and "--checkpoint" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "y.mp4").exists()
+
+
+def test_size_multiples_in_help_are_the_ones_checked():
+    """--height/--width help states, per preset, the multiple that resolve_spec enforces (codec x patch):
+    the multiple passes and half of it (when whole and the codec allows it) is refused."""
+    import re
+
+    from sfpp.cli._options import _MULTIPLES
+    from sfpp.errors import SfppError
+    from sfpp.presets import PRESETS
+    from sfpp.spec import VideoSpec, resolve_spec
+
+    stated = {n: int(m) for n, m in re.findall(r"(\S+) (\d+)", _MULTIPLES)}
+    assert set(stated) == set(PRESETS)
+    for name, mult in stated.items():
+        rs = resolve_spec(VideoSpec(model=name, frames=1, height=mult, width=mult * 2), need_weights=False)
+        assert (rs.height, rs.width) == (mult, mult * 2), name
+        with pytest.raises(SfppError, match=f"multiple of {mult} "):
+            resolve_spec(VideoSpec(model=name, frames=1, height=mult + mult // 2, width=mult), need_weights=False)

@@ -14,7 +14,10 @@ from sfpp.presets import PRESETS
 from sfpp.rollout_config import ROPE_CHOICES
 
 _MODELS = ", ".join(PRESETS)
-_MULTIPLES = ", ".join(f"{n} {p.codec.spatial_factor * 2}" for n, p in PRESETS.items())
+# the transformer's spatial patch (Wan's 2 unless a preset built in code says otherwise) times the codec's factor,
+# the same rule sfpp.spec checks
+_MULTIPLES = ", ".join(f"{n} {p.codec.spatial_factor * tuple(p.arch.get('patch_size', (1, 2, 2)))[1]}"
+                       for n, p in PRESETS.items())
 _SIZES = ", ".join(f"{n} {p.width}x{p.height}" for n, p in PRESETS.items())
 _WINDOWS = ", ".join(f"{n} {p.rollout.window}" for n, p in PRESETS.items() if n in ("toy", "debug")) + \
     f", Wan {PRESETS['wan2.1-t2v-1.3b'].rollout.window}"
