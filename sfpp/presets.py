@@ -318,6 +318,14 @@ def resolve_weights_dir(weights: str | os.PathLike | None) -> Path:
     return Path(w).expanduser()
 
 
+def size_multiples(preset: str | ModelPreset, tcfg: dict[str, Any] | None = None) -> tuple[int, int]:
+    """Pixel (height, width) multiples a video of `preset` must have: the codec's spatial factor times
+    the transformer's spatial patch (`tcfg`, default the preset's own config; Wan's patch is 2)."""
+    p = preset if isinstance(preset, ModelPreset) else get_preset(preset)
+    patch = tuple((tcfg if tcfg is not None else transformer_config(p)).get("patch_size", (1, 2, 2)))
+    return p.codec.spatial_factor * int(patch[1]), p.codec.spatial_factor * int(patch[2])
+
+
 def transformer_config(preset: str | ModelPreset, weights: str | os.PathLike | None = None, *,
                        need_weights: bool = False) -> dict[str, Any]:
     """The preset's `WanTransformer3DModel` config, without loading weights.

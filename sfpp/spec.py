@@ -16,7 +16,7 @@ from typing import Any
 
 from sfpp.errors import SfppError, warn
 from sfpp.fastpath import FastPaths, resolve_fast_paths
-from sfpp.presets import ModelPreset, get_preset, load_components, resolve_weights_dir, transformer_config
+from sfpp.presets import ModelPreset, get_preset, load_components, resolve_weights_dir, size_multiples, transformer_config
 from sfpp.rollout_config import CacheConfig, RolloutConfig, resolve_rollout, student_rollout
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
@@ -254,12 +254,11 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
         tcfg = transformer_config(preset)
     height = spec.height if spec.height is not None else preset.height
     width = spec.width if spec.width is not None else preset.width
-    patch = tuple(tcfg.get("patch_size", (1, 2, 2)))
-    for name, v, p in (("--height", height, patch[1]), ("--width", width, patch[2])):
-        mult = codec.spatial_factor * p
+    for name, v, mult in zip(("--height", "--width"), (height, width), size_multiples(preset, tcfg)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % mult or v > MAX_SIDE:
             raise SfppError(f"{name} must be a positive multiple of {mult} for --model {preset.name} "
-                            f"(codec x{codec.spatial_factor}, patch x{p}), at most {MAX_SIDE}, got {v}")
+                            f"(codec x{codec.spatial_factor}, patch x{mult // codec.spatial_factor}), at most "
+                            f"{MAX_SIDE}, got {v}")
     if spec.blend_chunks < 0:
         raise SfppError(f"--blend-chunks must be >= 0, got {spec.blend_chunks}")
     meta, student_name = student_config(spec.checkpoint, preset)

@@ -145,6 +145,9 @@ def test_bad_input(tmp_path):
     (tmp_path / "prompts.txt").unlink()
     one_line_error(run("distill", "--config", cfg), "prompts file", "does not exist")
     one_line_error(run("distill", "--config", cfg, "--stage", "gan"), "--stage must be one of")
+    (tmp_path / "prompts.txt").write_text("a red circle\n")
+    odd = write_config(tmp_path / "odd", model={"height": 24})  # debug: codec x8, patch x2 -> multiples of 16
+    one_line_error(run("distill", "--config", odd, "--out", tmp_path / "odd_run"), "multiples of 16/16", "24x32")
 
 
 def test_incompatible_resume_and_existing_run_lose_nothing(tmp_path):

@@ -10,14 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from sfpp.presets import PRESETS
+from sfpp.presets import PRESETS, size_multiples
 from sfpp.rollout_config import ROPE_CHOICES
 
 _MODELS = ", ".join(PRESETS)
-# the transformer's spatial patch (Wan's 2 unless a preset built in code says otherwise) times the codec's factor,
-# the same rule sfpp.spec checks
-_MULTIPLES = ", ".join(f"{n} {p.codec.spatial_factor * tuple(p.arch.get('patch_size', (1, 2, 2)))[1]}"
-                       for n, p in PRESETS.items())
+_MULTIPLES = ", ".join(f"{n} {size_multiples(p)[0]}" for n, p in PRESETS.items())  # what sfpp.spec checks
 _SIZES = ", ".join(f"{n} {p.width}x{p.height}" for n, p in PRESETS.items())
 _WINDOWS = ", ".join(f"{n} {p.rollout.window}" for n, p in PRESETS.items() if n in ("toy", "debug")) + \
     f", Wan {PRESETS['wan2.1-t2v-1.3b'].rollout.window}"

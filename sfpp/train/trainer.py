@@ -26,7 +26,7 @@ import torch
 
 from sfpp.config_io import to_dict
 from sfpp.errors import SfppError
-from sfpp.presets import get_preset, transformer_config
+from sfpp.presets import get_preset, size_multiples, transformer_config
 from sfpp.rollout_config import resolve_rollout
 from sfpp.train.config import DistillConfig
 from sfpp.train.data import PromptEmbeddings, read_prompt_file
@@ -60,8 +60,9 @@ class Distiller:
         h = cfg.model.height or preset.height
         w = cfg.model.width or preset.width
         sf = preset.codec.spatial_factor
-        if h % (2 * sf) or w % (2 * sf):
-            raise SfppError(f"[model] height/width must be multiples of {2 * sf}, got {h}x{w}")
+        mh, mw = size_multiples(preset)
+        if h % mh or w % mw:
+            raise SfppError(f"[model] height/width must be multiples of {mh}/{mw} for {preset.name}, got {h}x{w}")
         self.latent_hw = (h // sf, w // sf)
         self.timesteps = list(self.rollout.shifted_timesteps)
         # training rollouts reach at most max(K, n_max) frames: `auto` decides the policy for that length
