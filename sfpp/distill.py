@@ -124,7 +124,8 @@ def distill(
             verify_exports(out / st)
         started = CheckpointManager(out / st / "checkpoints").latest() is not None
         tr = Distiller(cfg, stage=st, out=out, total_steps=total, accelerator=acc, config_dir=cdir,
-                       resume=done or (resume and started), student_init=prev, on_log=on_log)
+                       resume=done or (resume and started), student_init=prev, on_log=on_log,
+                       budget=mult)
         from sfpp.train.samples import write_sample
 
         results[st] = tr.run(sample_fn=write_sample)

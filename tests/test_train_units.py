@@ -203,3 +203,25 @@ def test_ode_clean_context_feeds_final_states_and_drops_them_from_the_loss(tmp_p
     keep = t > 0  # (B, K)
     expect = ((x0 - target) ** 2).permute(0, 2, 1, 3, 4)[keep].mean()
     assert m["ode_loss"] == pytest.approx(float(expect), rel=1e-5)
+
+
+def test_budget_stretches_the_rollout_length_ramp(tmp_path):
+    """--budget Nx stretches [extended].ramp_steps N times (the ramp keeps its share of the run), and the
+    draws follow the stretched ramp: with ramp 2 -> 4 steps, N_max at step 2 is 12 (K=6 to 18), not 18."""
+    from accelerate import Accelerator
+
+    from sfpp.config_io import load_config
+    from sfpp.train.config import DistillConfig
+    from sfpp.train.trainer import Distiller
+    from tests.train_helpers import write_config
+
+    cfg = load_config(DistillConfig, write_config(tmp_path, rollout={"window": 6, "exit_step": "last"}))
+    assert (cfg.extended.ramp_steps, cfg.extended.n_max) == (2, 18)
+    longest = {}
+    for budget in (1.0, 2.0):
+        tr = Distiller(cfg, stage="extended", out=tmp_path / f"run{budget}", total_steps=round(3 * budget),
+                       accelerator=Accelerator(cpu=True), config_dir=tmp_path, resume=False, budget=budget)
+        assert tr.cfg.extended.ramp_steps == round(2 * budget)
+        longest[budget] = {step: max(tr.dmd.draws(step, p)["N"] for p in range(64)) for step in (1, 2, 4)}
+    assert longest[1.0] == {1: 12, 2: 18, 4: 18}
+    assert longest[2.0] == {1: 9, 2: 12, 4: 18}

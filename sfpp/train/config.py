@@ -125,7 +125,7 @@ class ExtendedSection:
     base_steps: int = 120
     n_max: int = 400  # latent frames (about 100 s for Wan)
     n_max_start: int | None = None  # first N_max of the ramp (default: K)
-    ramp_steps: int = 0  # steps over which N_max grows linearly from n_max_start to n_max
+    ramp_steps: int = 0  # steps (at --budget 1x; Nx stretches it N times) over which N_max grows from n_max_start to n_max
     window_sampling: Literal["uniform", "beta12"] = "uniform"
     renoise_steps: tuple[int, ...] = (0, 1, 2, 3)  # indices into the few-step list for backward noise init
 

@@ -15,6 +15,7 @@ with the student's `RolloutConfig` (`sfpp.rollout_config`), which every export c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -44,7 +45,12 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, *, stage: str, out: Path, total_steps: int, accelerator,
                  config_dir: Path, resume: bool, student_init: Path | None = None,
-                 on_log: Callable[[dict], None] | None = None):
+                 on_log: Callable[[dict], None] | None = None, budget: float = 1.0):
+        if stage == "extended" and cfg.extended.ramp_steps > 0 and budget != 1.0:
+            # `--budget Nx` stretches the whole recipe N times: the N_max ramp (written for 1x) covers the
+            # same share of the run at every budget. The stretched value is what checkpoints record.
+            ramp = max(1, round(cfg.extended.ramp_steps * budget))
+            cfg = dataclasses.replace(cfg, extended=dataclasses.replace(cfg.extended, ramp_steps=ramp))
         self.cfg, self.stage, self.acc = cfg, stage, accelerator
         self.dir = Path(out) / stage
         self.total_steps = total_steps
