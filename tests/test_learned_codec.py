@@ -195,3 +195,29 @@ def test_a_v3_teacher_trains_and_samples_through_the_learned_codec(tmp_path):
     assert arch == "v3" and model.config.patch_size == (1, 1, 1) and model.config.in_channels == 16
     clips = sample_teacher(model, ["a red circle moving on a black background"], steps=2, arch="v3")
     assert clips.shape == (1, 12, 32, 32, 3) and clips.dtype == np.uint8
+
+
+def test_raw_weights_of_a_saved_state_start_another_run(tmp_path):
+    """save_raw_weights writes the state's raw model (not the EMA) with the step it holds; --init takes it."""
+    from safetensors.torch import load_file
+
+    from sfpp.checkpoints import read_checkpoint_config
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import STATE, TeacherConfig, save_raw_weights, train_teacher
+
+    torch.set_num_threads(1)
+    cfg = TeacherConfig(steps=3, batch_size=2, pool_clips=4, arch="v3", save_every=2, log_every=1, lr=1e-2)
+    train_teacher(cfg, tmp_path / "t")
+    raw = save_raw_weights(tmp_path / "t", tmp_path / "raw.safetensors")
+    state = torch.load(tmp_path / "t" / STATE, map_location="cpu", weights_only=True)
+    got = load_file(str(raw))
+    assert set(got) == set(state["model"])
+    assert all(torch.equal(got[k], state["model"][k]) for k in got)
+    assert any(not torch.equal(got[k], state["ema"][k]) for k in got)  # the raw weights, not the EMA
+    meta = read_checkpoint_config(raw)
+    assert (meta["step"], meta["weights"], meta["model"], meta["role"]) == (2, "raw", "toy-v3", "teacher")
+    assert read_checkpoint_config(tmp_path / "t" / "teacher.safetensors")["weights"] == "ema"
+    train_teacher(TeacherConfig(steps=1, batch_size=2, pool_clips=4, arch="v3", save_every=0), tmp_path / "u",
+                  init=raw)
+    with pytest.raises(SfppError, match="no train_state.pt"):
+        save_raw_weights(tmp_path / "u", tmp_path / "x.safetensors")

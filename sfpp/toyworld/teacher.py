@@ -191,10 +191,29 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     return _save(out, ema, cfg, cfg.steps)
 
 
+def save_raw_weights(run: str | Path, out: str | Path) -> Path:
+    """The raw (non-EMA) weights of a teacher run's last saved state (``run/train_state.pt``) as a
+    teacher checkpoint at `out`, e.g. to score them or to start another run from them (``--init``).
+    The state is overwritten every ``save_every`` steps: the file records the step it holds."""
+    from sfpp.errors import SfppError
+
+    run = Path(run)
+    if not (run / STATE).is_file():
+        raise SfppError(f"no {STATE} in {run}; give the --out folder of a train-teacher run")
+    saved = torch.load(run / STATE, map_location="cpu", weights_only=True)
+    cfg = TeacherConfig(**{**asdict(TeacherConfig()), **json.loads(saved["config"])})
+    path = _save_like(Path(out), saved["model"], cfg, int(saved["step"]), weights="raw")
+    return path
+
+
 def _save(out: Path, ema: dict, cfg: TeacherConfig, step: int) -> Path:
-    return save_student(out / "teacher.safetensors", ema,
+    return _save_like(out / "teacher.safetensors", ema, cfg, step, weights="ema")
+
+
+def _save_like(path: Path, state: dict, cfg: TeacherConfig, step: int, *, weights: str) -> Path:
+    return save_student(path, state,
                         {"model": "toy" if cfg.arch == "v1" else f"toy-{cfg.arch}", "role": "teacher",
-                         "horizon_latent_frames": TOY_WINDOW, "step": step, "train": asdict(cfg)})
+                         "horizon_latent_frames": TOY_WINDOW, "step": step, "weights": weights, "train": asdict(cfg)})
 
 
 @torch.no_grad()
