@@ -140,9 +140,9 @@ def build_toy_components(arch: str = "v1") -> Components:
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
-    text_encoder = toy_text_encoder()  # the exact frozen encoder the bundled model was trained with
+    text_encoder = toy_text_encoder(arch)  # the exact frozen encoder the bundled model was trained with
     return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source,
-                      codec=toy_codec(arch))  # v3: the shipped learned codec
+                      codec=toy_codec(arch))  # v3, v4: the shipped learned codec
 
 
 def bundled_files(preset: ModelPreset) -> dict[str, Path]:
@@ -150,7 +150,9 @@ def bundled_files(preset: ModelPreset) -> dict[str, Path]:
     if not preset.name.startswith("toy"):
         return {}
     files = {"text_encoder": TOY_ASSETS / "text_encoder.safetensors"}
-    if _toy_arch(preset) == "v3":
+    from sfpp.toyworld.model import LEARNED_CODEC_ARCHS
+
+    if _toy_arch(preset) in LEARNED_CODEC_ARCHS:
         from sfpp.toyworld.model import shipped_codec_path
 
         files["codec"] = shipped_codec_path()
@@ -260,6 +262,13 @@ def _toy_v3_preset() -> ModelPreset:
                    build=lambda: build_toy_components("v3"))
 
 
+def _toy_v4_preset() -> ModelPreset:
+    return replace(_toy_v3_preset(), name="toy-v4",
+                   description="ToyWorld v4: toy-v3 with a word-order-aware text encoder (no trained student shipped "
+                               "yet; generate with --checkpoint)",
+                   build=lambda: build_toy_components("v4"))
+
+
 def _toy_v2_preset() -> ModelPreset:
     from sfpp.toyworld.model import TOY2_TRANSFORMER
 
@@ -273,6 +282,7 @@ PRESETS: dict[str, ModelPreset] = {
     "toy": _toy_preset(),
     "toy-v2": _toy_v2_preset(),
     "toy-v3": _toy_v3_preset(),
+    "toy-v4": _toy_v4_preset(),
     "debug": ModelPreset(
         name="debug",
         description="tiny random-initialised Wan-class model for tests and dry runs",
@@ -380,7 +390,7 @@ def build_random_components(name: str, *, device="cpu", dtype=None, seed: int = 
         if preset.name.startswith("toy"):
             from sfpp.toyworld.model import toy_codec
 
-            codec = toy_codec(_toy_arch(preset))  # the pixel codec, or the shipped learned codec (v3)
+            codec = toy_codec(_toy_arch(preset))  # the pixel codec, or the shipped learned codec (v3, v4)
         elif not isinstance(preset.codec, WanVaeCodec):
             codec = preset.codec  # a codec without weights
         else:  # Wan's VAE: the debug preset's tiny one, diffusers' defaults (= Wan2.1's VAE) for Wan

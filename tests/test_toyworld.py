@@ -170,6 +170,10 @@ def test_teacher_init_of_another_arch_fails_before_any_work(tmp_path, monkeypatc
     with pytest.raises(SfppError, match="--init must be a teacher or student of --arch v2"):
         train_teacher(TeacherConfig(steps=2, arch="v2"), tmp_path / "b", init=bare)
     assert not (tmp_path / "a" / "teacher.safetensors").exists()
+    v2 = tmp_path / "v2.safetensors"  # same pixel codec as v1 but another transformer; v4's codec is learned
+    save_student(v2, new_toy_transformer(0, "v2").state_dict(), {"model": "toy-v2", "role": "teacher"})
+    with pytest.raises(SfppError, match="is a toy-v2 checkpoint; pass --arch v2"):
+        train_teacher(TeacherConfig(steps=2, arch="v4"), tmp_path / "c", init=v2)
 
 
 def test_heldout_reports_every_oracle_v2_score_with_the_teachers_beside(tmp_path, monkeypatch):

@@ -87,19 +87,19 @@ def test_recipe_smoke(tmp_path):
 
 
 def test_v2_recipe_configs_smoke(tmp_path):
-    """examples/toyworld_v2: the toy-v3 configs train (a few steps of each stage) and `toyworld compare` runs
+    """examples/toyworld_v2: the toy-v4 configs train (a few steps of each stage) and `toyworld compare` runs
     their students in their own architecture without being told (--model comes from the checkpoint)."""
     from sfpp.distill import distill
     from sfpp.toyworld.compare import compare
     from sfpp.toyworld.teacher import TeacherConfig, train_teacher
 
     v2 = EXAMPLES.parent / "toyworld_v2"
-    teacher = train_teacher(TeacherConfig(steps=1, batch_size=1, pool_clips=2, log_every=1, arch="v3"),
+    teacher = train_teacher(TeacherConfig(steps=1, batch_size=1, pool_clips=2, log_every=1, arch="v4"),
                             tmp_path / "teacher")
 
     def cfg(name, **overrides):
         data = tomllib.loads((v2 / name).read_text())
-        assert data["model"]["preset"] == "toy-v3" and data["model"]["teacher_checkpoint"].endswith("teacher.safetensors")
+        assert data["model"]["preset"] == "toy-v4" and data["model"]["teacher_checkpoint"].endswith("teacher.safetensors")
         data["data"]["prompts"] = str(v2 / "prompts.txt")
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
@@ -120,4 +120,4 @@ def test_v2_recipe_configs_smoke(tmp_path):
                   log=lambda s: None)
     assert set(res["runs"]) == {"sf", "sfpp"}
     side = json.loads((tmp_path / "compare" / "sfpp" / "1x" / "p00.json").read_text())
-    assert side["model"] == "toy-v3"
+    assert side["model"] == "toy-v4"

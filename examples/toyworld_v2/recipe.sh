@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
-# ToyWorld v2 (issue #16): from a chosen toy-v3 teacher (the v2 transformer on the learned codec) to the
+# ToyWorld v2 (issue #16): from a chosen toy-v4 teacher (the v2 transformer on the learned codec, word-order-aware text encoder) to the
 # comparison, resumable at every step.
 #
 #   bash examples/toyworld_v2/recipe.sh TEACHER.safetensors
 #
-# TEACHER comes from `sfpp toyworld train-teacher --arch v3 ...` (docs/toyworld.md lists every command
-# of the runs so far). It is copied to runs/toy3/teacher.safetensors, where the configs read it, and
+# TEACHER comes from `sfpp toyworld train-teacher --arch v4 ...` (docs/toyworld.md lists every command
+# of the runs so far). It is copied to runs/toy4/teacher.safetensors, where the configs read it, and
 # must pass oracle v2 on its own samples first: the gate below stops the recipe otherwise (set
 # SKIP_GATE=1 to run the chain on a teacher that does not pass, e.g. to test the recipe).
 # Re-running the script continues where it stopped (every distill stage resumes; compare reuses videos).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TEACHER=${1:?usage: recipe.sh TEACHER.safetensors}
-OUT=${OUT:-runs/toy3}
+OUT=${OUT:-runs/toy4}
 mkdir -p "$OUT"
-if ! cmp -s "$TEACHER" runs/toy3/teacher.safetensors 2>/dev/null; then
-    cp "$TEACHER" runs/toy3/teacher.safetensors
+if ! cmp -s "$TEACHER" runs/toy4/teacher.safetensors 2>/dev/null; then
+    cp "$TEACHER" runs/toy4/teacher.safetensors
 fi
-sha256sum runs/toy3/teacher.safetensors | tee "$OUT/teacher.sha256"
+sha256sum runs/toy4/teacher.safetensors | tee "$OUT/teacher.sha256"
 
 # 0. The gate: shapes right, objects moving, no bands, on training and held-out prompts.
-sfpp toyworld teacher-score runs/toy3/teacher.safetensors --confusion --out "$OUT/teacher_score.json"
+sfpp toyworld teacher-score runs/toy4/teacher.safetensors --confusion --out "$OUT/teacher_score.json"
 python - "$OUT/teacher_score.json" <<'PY' || [ "${SKIP_GATE:-0}" = 1 ]
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -52,4 +52,4 @@ for seed in 0 1; do
 done
 # 4. Held-out prompts (all 20) for the seed-0 Self-Forcing++ student with the teacher's own samples beside.
 sfpp toyworld heldout --checkpoint "$OUT/sfpp_s0/extended/student_ema.safetensors" --seconds 10 \
-    --teacher runs/toy3/teacher.safetensors --out "$OUT/heldout"
+    --teacher runs/toy4/teacher.safetensors --out "$OUT/heldout"

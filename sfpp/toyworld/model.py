@@ -39,7 +39,15 @@ TOY2_TRANSFORMER = {**TOY_TRANSFORMER, "num_attention_heads": 5, "ffn_dim": 640,
 TOY3_CODEC_CHANNELS = LearnedCodecConfig().channels  # the shipped codec was trained with the defaults
 TOY3_TRANSFORMER = {**TOY2_TRANSFORMER, "patch_size": (1, 1, 1), "in_channels": TOY3_CODEC_CHANNELS,
                     "out_channels": TOY3_CODEC_CHANNELS}
-TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER}
+# ToyWorld v4: v3 with a text encoder whose outputs depend on word order. The frozen toy encoder's random
+# weights give each word the same vector whatever surrounds it (cosine 0.999+), and Wan's cross-attention
+# has no positions, so "a magenta circle and a white triangle" and "a white circle and a magenta
+# triangle" condition a teacher identically (a v3 teacher draws them 0.7 grey levels apart; docs/toyworld.md).
+# v4 scales the encoder's relative-position attention bias by TOY4_TEXT_BIAS_SCALE: attention then
+# follows word order, and swapping two colours moves the prompt as far as changing a word does.
+TOY4_TEXT_BIAS_SCALE = 30.0
+TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER, "v4": TOY3_TRANSFORMER}
+LEARNED_CODEC_ARCHS = ("v3", "v4")  # toy architectures on the shipped learned codec
 # The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
@@ -83,9 +91,14 @@ def shipped_codec_path():
     return Path(__file__).resolve().parents[1] / "assets" / "toy" / "codec_v3.safetensors"
 
 
+def toy_codec_kind(arch: str) -> str:
+    """"learned" (the shipped learned codec) or "pixel", without loading anything."""
+    return "learned" if arch in LEARNED_CODEC_ARCHS else "pixel"
+
+
 def toy_codec(arch: str = "v1"):
-    """The codec of a toy architecture: the pixel codec (v1, v2) or the shipped learned codec (v3)."""
-    if arch != "v3":
+    """The codec of a toy architecture: the pixel codec (v1, v2) or the shipped learned codec (v3, v4)."""
+    if toy_codec_kind(arch) == "pixel":
         return PixelCodec(TOY_CODEC)
     from sfpp.toyworld.learned_codec import load_codec
 
@@ -103,10 +116,13 @@ def latent_size(codec, native: int = 32) -> int:
     return native * codec.config.upscale // codec.spatial_factor
 
 
-def toy_text_encoder():
-    """The frozen text encoder of the toy family: the weights shipped with the package (exactly the ones
-    the bundled model was trained with), else the seeded initialisation they were made from."""
+def toy_text_encoder(arch: str = "v1"):
+    """The frozen text encoder of a toy architecture: the weights shipped with the package (exactly the
+    ones the bundled model was trained with), else the seeded initialisation they were made from; for v4
+    with every layer's relative-position attention bias scaled by `TOY4_TEXT_BIAS_SCALE`."""
     from pathlib import Path
+
+    import torch
 
     enc = new_toy_text_encoder(0)
     shipped = Path(__file__).resolve().parents[1] / "assets" / "toy" / "text_encoder.safetensors"
@@ -114,4 +130,8 @@ def toy_text_encoder():
         from safetensors.torch import load_file
 
         enc.load_state_dict(load_file(str(shipped)))
+    if arch == "v4":
+        with torch.no_grad():
+            for block in enc.encoder.block:
+                block.layer[0].SelfAttention.relative_attention_bias.weight.mul_(TOY4_TEXT_BIAS_SCALE)
     return enc.eval()

@@ -25,11 +25,13 @@ from sfpp.checkpoints import save_student
 from sfpp.schedule import add_noise, shift_sigma
 from sfpp.text import encode_prompts
 from sfpp.toyworld.model import (
+    TOY_ARCHS,
     TOY_TEXT_LEN,
     TOY_WINDOW,
     latent_size,
     new_toy_transformer,
     toy_codec,
+    toy_codec_kind,
     toy_text_encoder,
     toy_tokenizer,
 )
@@ -114,10 +116,13 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         from sfpp.checkpoints import check_fits, load_into, read_checkpoint, read_checkpoint_config
 
         declared = read_checkpoint_config(init).get("model")
-        want = "toy" if cfg.arch == "v1" else f"toy-{cfg.arch}"
-        if isinstance(declared, str) and declared.startswith("toy") and declared != want:
+        if isinstance(declared, str) and declared.startswith("toy"):
             arch = "v1" if declared == "toy" else declared.removeprefix("toy-")
-            raise SfppError(f"--init {init} is a {declared} checkpoint; pass --arch {arch} (or an --init of arch {cfg.arch})")
+            # another architecture with the same transformer (v3 -> v4: only the text encoder differs) may
+            # start a run: the weights fit, and the run learns the new conditioning from there
+            if TOY_ARCHS.get(arch) != TOY_ARCHS[cfg.arch] or toy_codec_kind(arch) != toy_codec_kind(cfg.arch):
+                raise SfppError(f"--init {init} is a {declared} checkpoint; pass --arch {arch} (or an --init of "
+                                f"arch {cfg.arch})")
         init_state, _ = read_checkpoint(init)
         check_fits(new_toy_transformer(cfg.seed, cfg.arch).state_dict(), init_state, source=str(init),
                    fix=f"--init must be a teacher or student of --arch {cfg.arch}")
@@ -127,7 +132,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     clip_frames = TOY_WINDOW * T
     pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()),
                                 max_objects=cfg.max_objects)
-    tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
+    tok, enc = toy_tokenizer(), toy_text_encoder(cfg.arch).to(device)
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)
     emb_of = {p: i for i, p in enumerate(uniq)}
@@ -228,7 +233,7 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
     from sfpp.train.ode import euler_grid, store_indices  # noqa: F401 - shared Euler grid
 
     codec = toy_codec(arch).to(device)
-    tok, enc = toy_tokenizer(), toy_text_encoder().to(device)
+    tok, enc = toy_tokenizer(), toy_text_encoder(arch).to(device)
     cond = encode_prompts(tok, enc, prompts, max_length=TOY_TEXT_LEN, device=device)
     uncond = encode_prompts(tok, enc, [""] * len(prompts), max_length=TOY_TEXT_LEN, device=device)
     g = torch.Generator().manual_seed(seed)
@@ -244,7 +249,7 @@ def sample_teacher(teacher, prompts: list[str], *, steps: int = 32, shift: float
 
 
 def load_teacher(path: str | Path, device: str = "cpu"):
-    """A toy teacher checkpoint (``train-teacher`` output) in its own architecture (v1 or v2)."""
+    """A toy teacher checkpoint (``train-teacher`` output) in its own architecture (v1-v4)."""
     from sfpp.checkpoints import load_into, read_checkpoint, read_checkpoint_config
 
     meta = read_checkpoint_config(path)
