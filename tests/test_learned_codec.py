@@ -155,6 +155,17 @@ def test_cli_train_codec(tmp_path):
         r = CliRunner().invoke(app, ["toyworld", cmd, "--steps", "5", "--out", str(tmp_path / "file")])
         assert r.exit_code == 2 and "is a file; give a folder" in r.output, r.output
     assert (tmp_path / "file").read_text() == "keep me"
+    for bad in ("0", "-3", "1000000"):
+        r = CliRunner().invoke(app, ["toyworld", "train-teacher", "--pool-clips", bad, "--out", str(tmp_path / "t")])
+        assert r.exit_code == 2 and "--pool-clips must be between" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "t").exists()
+    r = CliRunner().invoke(app, ["toyworld", "train-teacher", "--arch", "v4", "--steps", "1", "--batch-size", "1",
+                                 "--pool-clips", "3", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    from sfpp.checkpoints import read_checkpoint_config
+
+    train = read_checkpoint_config(tmp_path / "t" / "teacher.safetensors")["train"]
+    assert (train["pool_clips"], train["arch"]) == (3, "v4")
 
 
 def test_the_shipped_v3_codec_keeps_what_the_oracle_reads():

@@ -42,6 +42,8 @@ def train_teacher_cmd(
                                                           "training at low noise, where shape detail is drawn).")] = 3.0,
     max_objects: Annotated[int, typer.Option("--max-objects", help="Objects per training scene, 1-3 (1: single "
                                              "objects, e.g. a curriculum's first stage).")] = 3,
+    pool_clips: Annotated[Optional[int], typer.Option("--pool-clips", help="Distinct rendered training clips kept in "
+                                                      "memory (default: 3000, about 74 kB each).", show_default=False)] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -58,6 +60,8 @@ def train_teacher_cmd(
             raise SfppError(f"--max-objects must be 1, 2 or 3, got {max_objects}")
         if save_every < 0:
             raise SfppError(f"--save-every must be >= 0, got {save_every}")
+        if pool_clips is not None and not 1 <= pool_clips <= 200_000:
+            raise SfppError(f"--pool-clips must be between 1 and 200000, got {pool_clips}")
         from sfpp.spec import check_device
         from sfpp.toyworld.model import TOY_ARCHS
 
@@ -66,7 +70,8 @@ def train_teacher_cmd(
         if arch not in TOY_ARCHS:
             raise SfppError(f"--arch must be one of {', '.join(TOY_ARCHS)}, got {arch!r}")
         cfg = TeacherConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, arch=arch, save_every=save_every,
-                            shift=shift, max_objects=max_objects, log_every=max(1, min(50, steps // 10)))
+                            shift=shift, max_objects=max_objects, log_every=max(1, min(50, steps // 10)),
+                            **({} if pool_clips is None else {"pool_clips": pool_clips}))
         with Progress(TextColumn("[bold]teacher"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("teacher", total=steps, info="rendering clips")
