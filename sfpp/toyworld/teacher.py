@@ -207,8 +207,7 @@ def save_raw_weights(run: str | Path, out: str | Path) -> Path:
         raise SfppError(f"no {STATE} in {run}; give the --out folder of a train-teacher run")
     saved = torch.load(run / STATE, map_location="cpu", weights_only=True)
     cfg = TeacherConfig(**{**asdict(TeacherConfig()), **json.loads(saved["config"])})
-    path = _save_like(Path(out), saved["model"], cfg, int(saved["step"]), weights="raw")
-    return path
+    return _save_like(Path(out), saved["model"], cfg, int(saved["step"]), weights="raw")
 
 
 def _save(out: Path, ema: dict, cfg: TeacherConfig, step: int) -> Path:
