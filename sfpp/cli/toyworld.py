@@ -43,7 +43,7 @@ def train_teacher_cmd(
     max_objects: Annotated[int, typer.Option("--max-objects", help="Objects per training scene, 1-3 (1: single "
                                              "objects, e.g. a curriculum's first stage).")] = 3,
     pool_clips: Annotated[Optional[int], typer.Option("--pool-clips", help="Distinct rendered training clips kept in "
-                                                      "memory (default: 3000, about 74 kB each).", show_default=False)] = None,
+                                                      "memory, about 74 kB each (default: TeacherConfig.pool_clips).", show_default=False)] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
