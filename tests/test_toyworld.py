@@ -145,6 +145,33 @@ def test_teacher_training_resumes_to_the_same_weights(tmp_path):
                       tmp_path / "b", resume=True)
 
 
+def test_teacher_stop_after_pauses_and_resume_finishes_the_same_run(tmp_path):
+    """--stop-after N pauses a longer schedule at step N (snapshot + state of step N); --resume ends where an
+    uninterrupted run does, whether or not N is a --save-every step."""
+    import pytest
+    from safetensors.torch import load_file
+
+    from sfpp.checkpoints import read_checkpoint_config
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.teacher import TeacherConfig, train_teacher
+
+    cfg = TeacherConfig(steps=5, batch_size=2, pool_clips=6, save_every=2, log_every=1, warmup=1, arch="v2")
+    full = load_file(str(train_teacher(cfg, tmp_path / "a")))
+    for n in (2, 3):
+        run = tmp_path / f"stop{n}"
+        paused = train_teacher(cfg, run, stop_after=n)
+        state = torch.load(run / "train_state.pt", map_location="cpu", weights_only=True)
+        assert state["step"] == n
+        assert read_checkpoint_config(paused)["step"] == n
+        assert not all(torch.equal(full[k], v) for k, v in load_file(str(paused)).items())
+        with pytest.raises(SfppError, match="past --stop-after"):
+            train_teacher(cfg, run, resume=True, stop_after=n - 1)
+        done = load_file(str(train_teacher(cfg, run, resume=True)))
+        assert all(torch.equal(full[k], done[k]) for k in full)
+    with pytest.raises(SfppError, match="--stop-after must be between 1 and --steps"):
+        train_teacher(cfg, tmp_path / "c", stop_after=6)
+
+
 def test_teacher_init_of_another_arch_fails_before_any_work(tmp_path, monkeypatch):
     """--init of the other toy arch: one error naming the --arch to pass, before clips are rendered."""
     import pytest

@@ -44,6 +44,8 @@ def train_teacher_cmd(
                                              "objects, e.g. a curriculum's first stage).")] = 3,
     pool_clips: Annotated[Optional[int], typer.Option("--pool-clips", help="Distinct rendered training clips kept in "
                                                       "memory, about 74 kB each (default: TeacherConfig.pool_clips).", show_default=False)] = None,
+    stop_after: Annotated[Optional[int], typer.Option("--stop-after", help="Pause after this step of the --steps "
+                                                      "schedule (state saved; --resume continues).", show_default=False)] = None,
 ) -> None:
     """Train the bidirectional ToyWorld teacher (flow matching on K-latent-frame clips)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,7 +80,7 @@ def train_teacher_cmd(
             if init is not None and not Path(init).is_file():
                 raise SfppError(f"--init {init} does not exist")
             path = train_teacher(cfg, Path(out), device=device, init=Path(init) if init else None, resume=resume,
-                                 on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
+                                 stop_after=stop_after, on_log=lambda r: bar.update(task, completed=r["step"], info=f"loss {r['loss']:.4f}"))
         console.print(f"[green]teacher[/] {path}")
 
 

@@ -89,16 +89,22 @@ def _save_state(out: Path, step: int, model, ema, opt, sched, rng, cfg: TeacherC
 
 
 def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], None] | None = None,
-                  device: str = "cpu", init: Path | None = None, resume: bool = False) -> Path:
+                  device: str = "cpu", init: Path | None = None, resume: bool = False,
+                  stop_after: int | None = None) -> Path:
     """Train and write ``out/teacher.safetensors`` (EMA weights) plus ``out/log.jsonl``.
 
     ``init``: continue from an earlier teacher (its weights start both the model and the EMA).
     ``resume``: continue an interrupted run in `out` exactly where its last saved state left it
     (``train_state.pt``, written every ``save_every`` steps): weights, EMA, optimiser, schedule,
     data order and noise; the config must be the same.
+    ``stop_after``: pause the run after that step of its ``cfg.steps``-step schedule (the learning rate
+    follows the whole schedule): the EMA snapshot and the resume state of that step are written, and a
+    later ``resume`` continues from it. Returns the snapshot's path.
     """
     from sfpp.errors import SfppError
 
+    if stop_after is not None and not 1 <= stop_after <= cfg.steps:
+        raise SfppError(f"--stop-after must be between 1 and --steps ({cfg.steps}), got {stop_after}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = None
@@ -159,7 +165,10 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         (out / "log.jsonl").write_text("".join(ln + "\n" for ln in keep))
     log = open(out / "log.jsonl", "a" if saved is not None else "w")
     t0 = time.perf_counter()
-    for step in range(first, cfg.steps + 1):
+    last = cfg.steps if stop_after is None else stop_after
+    if first > last:
+        raise SfppError(f"{out} is already at step {first - 1}, past --stop-after {stop_after}")
+    for step in range(first, last + 1):
         idx = rng.integers(0, len(pool), cfg.batch_size)
         start = rng.integers(0, pool.shape[1] - clip_frames + 1, cfg.batch_size)
         clips = np.stack([pool[i, s : s + clip_frames] for i, s in zip(idx, start)])  # (B, F, 32, 32, 3)
@@ -183,7 +192,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
             d = min(cfg.ema, (1 + step) / (10 + step))
             for k, p in model.state_dict().items():
                 ema[k].mul_(d).add_(p.detach(), alpha=1 - d)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == last:
             row = {"step": step, "loss": loss.item(), "grad_norm": gn, "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0}
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -193,6 +202,11 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
             _save(out, ema, cfg, step)
             _save_state(out, step, model, ema, opt, sched, rng, cfg)
     log.close()
+    if last < cfg.steps:  # paused: the snapshot and resume state of this step (unless just written)
+        if not (cfg.save_every and last % cfg.save_every == 0):
+            _save_state(out, last, model, ema, opt, sched, rng, cfg)
+            return _save(out, ema, cfg, last)
+        return out / "teacher.safetensors"
     return _save(out, ema, cfg, cfg.steps)
 
 
