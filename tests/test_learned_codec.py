@@ -226,12 +226,14 @@ def test_raw_weights_of_a_saved_state_start_another_run(tmp_path):
     assert all(torch.equal(got[k], state["model"][k]) for k in got)
     assert any(not torch.equal(got[k], state["ema"][k]) for k in got)  # the raw weights, not the EMA
     meta = read_checkpoint_config(raw)
-    assert (meta["step"], meta["weights"], meta["model"], meta["role"]) == (2, "raw", "toy-v3", "teacher")
+    # a finished run's state is its last step's
+    assert (meta["step"], meta["weights"], meta["model"], meta["role"]) == (3, "raw", "toy-v3", "teacher")
     assert read_checkpoint_config(tmp_path / "t" / "teacher.safetensors")["weights"] == "ema"
     train_teacher(TeacherConfig(steps=1, batch_size=2, pool_clips=4, arch="v3", save_every=0), tmp_path / "u",
                   init=raw)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SfppError, match="no train_state.pt"):
-        save_raw_weights(tmp_path / "u", tmp_path / "x.safetensors")
+        save_raw_weights(tmp_path / "empty", tmp_path / "x.safetensors")
 
 
 def _swap_prompts():

@@ -168,6 +168,10 @@ def test_teacher_stop_after_pauses_and_resume_finishes_the_same_run(tmp_path):
             train_teacher(cfg, run, resume=True, stop_after=n - 1)
         done = load_file(str(train_teacher(cfg, run, resume=True)))
         assert all(torch.equal(full[k], done[k]) for k in full)
+    # a finished run keeps its last state (the raw weights of its last step) and resumes to the same teacher
+    assert torch.load(tmp_path / "a" / "train_state.pt", map_location="cpu", weights_only=True)["step"] == 5
+    again = load_file(str(train_teacher(cfg, tmp_path / "a", resume=True)))
+    assert all(torch.equal(full[k], again[k]) for k in full)
     with pytest.raises(SfppError, match="--stop-after must be between 1 and --steps"):
         train_teacher(cfg, tmp_path / "c", stop_after=6)
 

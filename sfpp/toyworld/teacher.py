@@ -95,7 +95,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
 
     ``init``: continue from an earlier teacher (its weights start both the model and the EMA).
     ``resume``: continue an interrupted run in `out` exactly where its last saved state left it
-    (``train_state.pt``, written every ``save_every`` steps): weights, EMA, optimiser, schedule,
+    (``train_state.pt``, written every ``save_every`` steps and at the last step run): weights, EMA, optimiser, schedule,
     data order and noise; the config must be the same.
     ``stop_after``: pause the run after that step of its ``cfg.steps``-step schedule (the learning rate
     follows the whole schedule): the EMA snapshot and the resume state of that step are written, and a
@@ -115,6 +115,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
         # settings added after a run started take their defaults (what that run trained with)
         if {**asdict(TeacherConfig()), **json.loads(saved["config"])} != asdict(cfg):
             raise SfppError(f"cannot resume: {out} was trained with other settings; give the same options or a new --out")
+        if int(saved["step"]) >= cfg.steps:  # finished already: its teacher is the saved EMA
+            return _save(out, saved["ema"], cfg, cfg.steps)
     elif (out / STATE).is_file():
         raise SfppError(f"{out} already holds a teacher run; pass --resume to continue it or choose another --out")
     init_state = None
@@ -202,12 +204,11 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
             _save(out, ema, cfg, step)
             _save_state(out, step, model, ema, opt, sched, rng, cfg)
     log.close()
-    if last < cfg.steps:  # paused: the snapshot and resume state of this step (unless just written)
-        if not (cfg.save_every and last % cfg.save_every == 0):
-            _save_state(out, last, model, ema, opt, sched, rng, cfg)
-            return _save(out, ema, cfg, last)
-        return out / "teacher.safetensors"
-    return _save(out, ema, cfg, cfg.steps)
+    # the state of the last step run, paused or finished (unless just written): --resume and
+    # save_raw_weights start from it
+    if not (cfg.save_every and last % cfg.save_every == 0 and last < cfg.steps):
+        _save_state(out, last, model, ema, opt, sched, rng, cfg)
+    return _save(out, ema, cfg, last)
 
 
 def save_raw_weights(run: str | Path, out: str | Path) -> Path:
