@@ -95,8 +95,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
 
     ``init``: continue from an earlier teacher (its weights start both the model and the EMA).
     ``resume``: continue an interrupted run in `out` exactly where its last saved state left it
-    (``train_state.pt``, written every ``save_every`` steps and at the last step run): weights, EMA, optimiser, schedule,
-    data order and noise; the config must be the same.
+    (``train_state.pt``, written every ``save_every`` steps and at the last step run): weights, EMA,
+    optimiser, schedule, data order and noise; the config must be the same.
     ``stop_after``: pause the run after that step of its ``cfg.steps``-step schedule (the learning rate
     follows the whole schedule): the EMA snapshot and the resume state of that step are written, and a
     later ``resume`` continues from it. Returns the snapshot's path.
@@ -214,7 +214,8 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
 def save_raw_weights(run: str | Path, out: str | Path) -> Path:
     """The raw (non-EMA) weights of a teacher run's last saved state (``run/train_state.pt``) as a
     teacher checkpoint at `out`, e.g. to score them or to start another run from them (``--init``).
-    The state is overwritten every ``save_every`` steps: the file records the step it holds."""
+    The state is overwritten every ``save_every`` steps and at the run's last step: the file records the
+    step it holds."""
     from sfpp.errors import SfppError
 
     run = Path(run)
