@@ -36,8 +36,15 @@ run() {  # sfpp distill, resuming a run folder that already exists
     if [ -d "$out" ]; then sfpp distill "$@" --out "$out" --resume; else sfpp distill "$@" --out "$out"; fi
 }
 
-# 1. ODE initialisation (one, shared by both students and both seeds).
-run "$OUT/ode" --config examples/toyworld_v2/ode.toml
+# 1. ODE initialisation (one, shared by both students and both seeds). The committed one
+# (examples/toyworld_v2/weights/, see its README) is used when it was made from this very teacher.
+W=examples/toyworld_v2/weights
+if [ ! -d "$OUT/ode" ] && [ -f "$W/ode_student_ema.safetensors" ] && cmp -s "$W/teacher.safetensors" runs/toy4/teacher.safetensors; then
+    mkdir -p "$OUT/ode/ode"
+    cp "$W/ode_student_ema.safetensors" "$OUT/ode/ode/student_ema.safetensors"
+    echo "ODE init: committed copy from $W (same teacher)" | tee "$OUT/ode/FROM_COMMITTED"
+fi
+[ -f "$OUT/ode/FROM_COMMITTED" ] || run "$OUT/ode" --config examples/toyworld_v2/ode.toml
 # 2. Self-Forcing (N = K) and Self-Forcing++ (N up to 8K) from the same init and budget, two training seeds.
 for seed in 0 1; do
     run "$OUT/sf_s$seed" --config examples/toyworld_v2/self_forcing.toml --seed "$seed"
