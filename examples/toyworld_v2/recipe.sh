@@ -38,12 +38,8 @@ run() {  # sfpp distill, resuming a run folder that already exists
 
 # 1. ODE initialisation (one, shared by both students and both seeds). The committed one
 # (examples/toyworld_v2/weights/, see its README) is used when it was made from this very teacher.
-W=examples/toyworld_v2/weights
-if [ ! -d "$OUT/ode" ] && [ -f "$W/ode_student_ema.safetensors" ] && cmp -s "$W/teacher.safetensors" runs/toy4/teacher.safetensors; then
-    mkdir -p "$OUT/ode/ode"
-    cp "$W/ode_student_ema.safetensors" "$OUT/ode/ode/student_ema.safetensors"
-    echo "ODE init: committed copy from $W (same teacher)" | tee "$OUT/ode/FROM_COMMITTED"
-fi
+. examples/toyworld_v2/committed.sh
+use_committed_weights
 [ -f "$OUT/ode/FROM_COMMITTED" ] || run "$OUT/ode" --config examples/toyworld_v2/ode.toml
 # 2. Self-Forcing (N = K) and Self-Forcing++ (N up to 8K) from the same init and budget, two training seeds.
 for seed in 0 1; do

@@ -18,13 +18,8 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/toy4}
 # the configs' student_checkpoint: the ODE init of recipe.sh step 1
 ODE=runs/toy4/ode/ode/student_ema.safetensors
-W=examples/toyworld_v2/weights   # committed teacher + ODE init (see its README), used when runs/ has none
-if [ ! -f "$ODE" ] && [ -f "$W/ode_student_ema.safetensors" ] && [ ! -f runs/toy4/teacher.safetensors ]; then
-    mkdir -p "$(dirname "$ODE")"
-    cp "$W/teacher.safetensors" runs/toy4/teacher.safetensors
-    cp "$W/ode_student_ema.safetensors" "$ODE"
-    echo "teacher and ODE init: committed copies from $W" | tee runs/toy4/ode/FROM_COMMITTED
-fi
+. examples/toyworld_v2/committed.sh   # the committed teacher + ODE init, used when runs/ has none
+use_committed_weights
 [ -f "$ODE" ] || { echo "no ODE init at $ODE: run recipe.sh (step 1) first" >&2; exit 1; }
 N_PROMPTS=${N_PROMPTS:-6}
 MULTIPLES=${MULTIPLES:-1,3,10,30,100,300}
