@@ -329,6 +329,10 @@ class Stream:
         return " ".join(shlex.quote(c) for c in cmd)
 
     # ------------------------------------------------------------------ lifetime
+    def stop(self) -> None:
+        """Ask the worker to stop at its next chunk boundary or hand-over; returns at once (`close` also waits)."""
+        self._shared.stop()
+
     def close(self, timeout: float | None = 60.0) -> None:
         """Stop generating and release the KV cache, the queued frames and the worker (idempotent).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import time
@@ -156,6 +157,44 @@ def test_a_client_beyond_max_sessions_is_told_the_server_is_busy_and_a_closed_ta
         assert stream.closed
         with c.websocket_connect(WS + "/ws") as again:
             assert json.loads(again.receive_text())["type"] == "hello"
+
+
+def test_a_close_that_is_itself_cancelled_still_stops_the_generation_and_the_recording(toy, tmp_path):
+    """The server cancels a session's close when it drops the connection: the worker must stop anyway.
+
+    Cancelled at its first await, the close used to leave the worker waiting for room forever (its
+    `to_thread(stream.close)` was cancelled before an executor thread picked it up).
+    """
+    from sfpp.serve.app import AppState
+    from sfpp.serve.recorder import Recorder
+    from sfpp.serve.session import Session
+    from sfpp.stream import Stream
+
+    state = AppState(ServeConfig(spec=VideoSpec(model="toy"), save_dir=tmp_path / "saved"), toy)
+    held = {}
+
+    async def main():
+        session = Session(state, None)
+        rs = state.stream_spec(0)
+        session.stream = held["stream"] = await asyncio.to_thread(Stream, RED, rs, toy, ahead=1)
+        session.recorder = held["recorder"] = Recorder(fps=rs.fps, width=rs.width, height=rs.height)
+        frame = await asyncio.to_thread(session.stream.read, 60)
+        session.recorder.write(frame.image)
+        closing = asyncio.create_task(session.close())
+        await asyncio.sleep(0)  # the close runs up to its first await ...
+        closing.cancel()  # ... and is cancelled there
+        await asyncio.wait([closing])
+        assert closing.cancelled()
+        for _ in range(600):  # the shielded join and recorder close go on in the background
+            if not held["stream"].running and not held["recorder"].dir.exists():
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    stream, recorder = held["stream"], held["recorder"]
+    stream._thread.join(30)
+    assert not stream.running, "a cancelled close left the generation running"
+    assert stream.closed and not recorder.dir.exists()
 
 
 def test_over_long_and_schedule_prompts_are_rejected_with_a_message(toy, tmp_path):

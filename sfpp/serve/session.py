@@ -52,6 +52,16 @@ def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
+def _close_quietly(stream, recorder) -> None:
+    """Close a stream (waits for its worker) and then a recorder; either may be None."""
+    try:
+        if stream is not None:
+            stream.close()
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
 class Session:
     """Runs one page's stream. Created by the app once the page's WebSocket was accepted."""
 
@@ -341,19 +351,24 @@ class Session:
 
     # ------------------------------------------------------------------ end
     async def _stop_stream(self) -> None:
-        if self._play_task is not None:
-            self._play_task.cancel()
-            try:
-                await self._play_task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._play_task = None
+        """End the playback task, the stream's worker and the recording.
+
+        The worker is told to stop before the first await: a close that is itself cancelled (a page
+        that went away while the server shuts the connection down) must not leave a generation
+        running. The join and the recorder's close are shielded for the same reason: a cancelled
+        `to_thread` that had not started yet would never run.
+        """
+        task, self._play_task = self._play_task, None
         stream, recorder = self.stream, self.recorder
         self.stream = self.recorder = None
+        if task is not None:
+            task.cancel()  # first, so that it does not read the stopped stream's end as the video's end
         if stream is not None:
-            await asyncio.to_thread(stream.close)
-        if recorder is not None:
-            await asyncio.to_thread(recorder.close)
+            stream.stop()
+        if task is not None:
+            await asyncio.wait([task])  # neither raises the task's error nor swallows our own cancellation
+        if stream is not None or recorder is not None:
+            await asyncio.shield(asyncio.to_thread(_close_quietly, stream, recorder))
 
     async def close(self) -> None:
         """Stop generating, drop the recording and the tasks (the page is gone or the server stops)."""
