@@ -15,7 +15,7 @@ use_committed_weights() {
     rm -rf runs/toy4/ode.tmp
     mkdir -p runs/toy4/ode.tmp/ode
     cp "$w/ode_student_ema.safetensors" runs/toy4/ode.tmp/ode/student_ema.safetensors
-    echo "ODE init: committed copy from $w (made from the same teacher)" > runs/toy4/ode.tmp/FROM_COMMITTED
+    echo "ODE init: committed copy from $w (made from d1b, the committed teacher's starting point; see its README)" > runs/toy4/ode.tmp/FROM_COMMITTED
     mv runs/toy4/ode.tmp runs/toy4/ode
     cat runs/toy4/ode/FROM_COMMITTED
 }
