@@ -32,6 +32,8 @@ from sfpp.rollout_config import RolloutConfig
 
 WEIGHTS_ENV = "SFPP_WEIGHTS"
 TOY_ASSETS = Path(__file__).resolve().parent / "assets" / "toy"
+# toy architecture -> its student shipped in TOY_ASSETS (v4: the Self-Forcing++ student of issue #16)
+TOY_BUNDLED_STUDENTS = {"v1": "student.safetensors", "v4": "student_v4.safetensors"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,9 +136,9 @@ def build_toy_components(arch: str = "v1") -> Components:
     from sfpp.toyworld.model import new_toy_transformer, toy_codec, toy_text_encoder, toy_tokenizer
 
     transformer = new_toy_transformer(0, arch)
-    student = TOY_ASSETS / "student.safetensors"
+    student = TOY_ASSETS / TOY_BUNDLED_STUDENTS.get(arch, "")
     source = f"toy {arch} (random init: no bundled student)"
-    if arch == "v1" and student.is_file():
+    if arch in TOY_BUNDLED_STUDENTS and student.is_file():
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
         source = f"toy (bundled {student.name})"
@@ -230,7 +232,8 @@ def _toy_preset() -> ModelPreset:
 
     return ModelPreset(
         name="toy",
-        description="ToyWorld model trained by sfpp itself (bundled; 32x32 native, upscaled to 256x256)",
+        description="the first ToyWorld model (bundled; pixel codec; 32x32 native, upscaled to 256x256; "
+                    "blobs rather than shapes: the default is toy-v4)",
         source="build",
         height=256,
         width=256,
@@ -263,9 +266,10 @@ def _toy_v3_preset() -> ModelPreset:
 
 
 def _toy_v4_preset() -> ModelPreset:
-    return replace(_toy_v3_preset(), name="toy-v4",
-                   description="ToyWorld v4: toy-v3 with a word-order-aware text encoder (no trained student shipped "
-                               "yet; generate with --checkpoint)",
+    student = TOY_ASSETS / TOY_BUNDLED_STUDENTS["v4"]
+    return replace(_toy_v3_preset(), name="toy-v4", bundled_student=student, needs_checkpoint=not student.is_file(),
+                   description="ToyWorld v4, the default model (bundled): a Self-Forcing++ student on a learned codec "
+                               "with a word-order-aware text encoder; 32x32 native, upscaled to 256x256",
                    build=lambda: build_toy_components("v4"))
 
 

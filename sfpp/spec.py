@@ -129,7 +129,7 @@ class ResolvedSpec:
         return d
 
 
-DEFAULT_MODEL = "toy"
+DEFAULT_MODEL = "toy-v4"  # the bundled ToyWorld Self-Forcing++ student
 MAX_SECONDS = 24 * 3600  # a day of video: more is a typo (1e308) rather than a plan
 MAX_FPS = 240
 MAX_SIDE = 8192  # pixels per side
@@ -160,13 +160,13 @@ def check_device(device: str) -> str:
 
 
 def default_model(name: str | None) -> str:
-    """The model to use: the one asked for, else ``$SFPP_MODEL``, else the bundled `toy` model."""
+    """The model to use: the one asked for, else ``$SFPP_MODEL``, else `DEFAULT_MODEL` (bundled)."""
     return name or os.environ.get("SFPP_MODEL") or DEFAULT_MODEL
 
 
 def model_for(name: str | None, checkpoint: str | None) -> str:
     """The model a request runs: ``--model``, else the model an sfpp checkpoint says it was trained for,
-    else ``$SFPP_MODEL``, else `toy`. A ``--model`` that contradicts the checkpoint is one clear error
+    else ``$SFPP_MODEL``, else `DEFAULT_MODEL`. A ``--model`` that contradicts the checkpoint is one clear error
     (the weights would not fit), not a list of shape mismatches. Reads only the safetensors header."""
     from sfpp.presets import PRESETS
 
@@ -247,7 +247,7 @@ def resolve_spec(spec: VideoSpec, *, need_weights: bool = True) -> ResolvedSpec:
     codec = preset.codec
     if need_weights and preset.needs_checkpoint and spec.checkpoint is None:
         raise SfppError(f"--model {preset.name} ships no trained weights; pass --checkpoint with a {preset.name} "
-                        "student (sfpp distill --config examples/toyworld_v2/...) or use --model toy")
+                        "student (sfpp distill --config examples/toyworld_v2/...) or use the bundled --model toy-v4")
     if need_weights:
         tcfg = transformer_config(preset, spec.weights, need_weights=preset.source != "build")
     else:

@@ -49,8 +49,8 @@ def test_sidecar_records_threads_hashes_version_and_process_time(tmp_path, monke
     r = run("generate", "a red circle and a blue square bouncing on a black background", "--seconds", 1, "--out", out)
     assert r.exit_code == 0, r.output
     side = json.loads(out.with_suffix(".json").read_text())
-    sha = hashlib.sha256((TOY_ASSETS / "student.safetensors").read_bytes()).hexdigest()
-    assert side["model"] == "toy" and side["checkpoint_sha256"] == sha  # the bundled student's hash
+    sha = hashlib.sha256((TOY_ASSETS / "student_v4.safetensors").read_bytes()).hexdigest()
+    assert side["model"] == "toy-v4" and side["checkpoint_sha256"] == sha  # the bundled student's hash
     assert side["weights_sha256"]["student"] == sha and len(side["weights_sha256"]["text_encoder"]) == 64
     assert side["sfpp_version"] == sfpp.__version__
     t = side["timings"]

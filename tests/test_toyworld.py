@@ -1,6 +1,7 @@
 """ToyWorld: the procedural world, its prompts, the oracle and the pixel codec."""
 
 import numpy as np
+import pytest
 import torch
 
 from sfpp.codec import PixelCodec, PixelCodecConfig
@@ -75,9 +76,15 @@ def test_default_model_is_the_bundled_toy_model(monkeypatch):
 
     monkeypatch.delenv("SFPP_MODEL", raising=False)
     rs = resolve_spec(VideoSpec(seconds=2))
-    assert rs.model == "toy" and (rs.height, rs.width) == (256, 256)
-    assert (rs.latent_height, rs.latent_width) == (16, 16)
+    assert rs.model == "toy-v4" and (rs.height, rs.width) == (256, 256)
+    assert (rs.latent_height, rs.latent_width) == (8, 8)  # the learned codec: 32x32 frames -> 8x8 latents
     assert rs.latent_frames == 18  # 32 frames / 2 per latent frame = 16 -> whole chunks of 3
+    assert rs.sources["window"] == "checkpoint"  # the bundled student's own settings are obeyed
+    from sfpp.presets import TOY_ASSETS, get_preset
+
+    assert get_preset("toy-v4").bundled_student == TOY_ASSETS / "student_v4.safetensors"
+    assert (TOY_ASSETS / "student_v4.safetensors").stat().st_size < 20e6  # small enough to ship
+    assert resolve_spec(VideoSpec(model="toy", seconds=2)).latent_height == 16  # the first toy model stays
     monkeypatch.setenv("SFPP_MODEL", "debug")
     assert resolve_spec(VideoSpec(seconds=2)).model == "debug"
 
@@ -97,8 +104,11 @@ def test_prompt_switch_on_the_bundled_toy_model(tmp_path, monkeypatch):
 
 
 def test_bundled_model_keeps_both_prompted_objects(tmp_path, monkeypatch):
-    """Issue #5 on the bundled model: `sfpp generate` of the default prompt (no --model) shows both
-    prompted colours in >= 90% of frames and the prompted background, over 10 s, for two seeds."""
+    """Issues #5 and #16 on the bundled model, 10 s, two seeds: `sfpp generate` of the default prompt (no
+    --model) shows both prompted colours in >= 90% of frames and the prompted background; oracle v2 finds
+    both shapes right in >= 90% of frames, both objects moving in at least 4 of the 5 2 s windows and no
+    band. (Measured: shapes 95.6% / 93.1%, moving 4/5 / 5/5 windows. Over seeds 0-3 at 10 s shapes range
+    79-99%: 10 s is short; the issue's acceptance is the 60 s test below.)"""
     from sfpp.toyworld.oracle import score_video
     from sfpp.video import read_mp4
     from tests.train_helpers import run
@@ -114,6 +124,30 @@ def test_bundled_model_keeps_both_prompted_objects(tmp_path, monkeypatch):
         s = score_video(frames, prompt, fps=fps)["overall"]
         assert s["all_colours"] >= 0.9, s
         assert s["background_ok"] >= 0.95, s
+        assert s["shapes_all"] >= 0.9 and s["all_moving"] >= 0.8 - 1e-9 and s["band"] == 0, s
+
+
+@pytest.mark.slow
+def test_bundled_model_default_prompt_for_60_seconds(tmp_path, monkeypatch):
+    """Issue #16's acceptance: the bundled model's 60 s video of the default prompt has both shapes right
+    in >= 90% of frames, both objects moving (not frozen) in >= 90% of 2 s windows over the whole 60 s,
+    and no band or smear in any frame. (Measured, seed 0: shapes 93.6%, 28 of 30 windows all moving, no band.)"""
+    from sfpp.toyworld.oracle import score_video
+    from sfpp.video import read_mp4
+    from tests.train_helpers import run
+
+    monkeypatch.delenv("SFPP_MODEL", raising=False)
+    prompt = "a red circle and a blue square bouncing on a black background"
+    out = tmp_path / "v.mp4"
+    r = run("generate", prompt, "--seconds", 60, "--out", out)
+    assert r.exit_code == 0, r.output
+    frames, fps = read_mp4(out)
+    assert len(frames) == 960
+    res = score_video(frames, prompt, fps=fps, window_s=2.0)
+    s, windows = res["overall"], res["windows"]
+    assert len(windows) == 30
+    assert s["shapes_all"] >= 0.9 and s["all_moving"] >= 0.9 and s["band"] == 0, s
+    assert sum(w["all_moving"] >= 0.99 for w in windows) >= 27  # 90% of the 2 s windows, each one whole
 
 
 def test_teacher_training_resumes_to_the_same_weights(tmp_path):

@@ -72,7 +72,7 @@ class ServeConfig:
         return self
 
     def first_prompt(self, model: str) -> str:
-        return self.prompt or (TOY_PROMPT if model == "toy" else DEFAULT_PROMPT)
+        return self.prompt or (TOY_PROMPT if model.startswith("toy") else DEFAULT_PROMPT)
 
     def url(self) -> str:
         """The address to open (with the token, when there is one)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sfpp.spec import DEFAULT_MODEL
 from sfpp.toyworld.model import TOY_CODEC, TOY_WINDOW
 from sfpp.toyworld.oracle import score_video
 from sfpp.toyworld.world import FPS
@@ -37,7 +38,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
     for label, entry in students.items():
         opts = dict(entry) if isinstance(entry, dict) else {"checkpoint": entry}
         ckpt, sink = opts.get("checkpoint"), int(opts.get("sink", 0))
-        rs = resolve_spec(VideoSpec(model=None if ckpt else "toy", checkpoint=ckpt, seconds=1.0, device="cpu", sink=sink))
+        rs = resolve_spec(VideoSpec(model=None if ckpt else DEFAULT_MODEL, checkpoint=ckpt, seconds=1.0, device="cpu", sink=sink))
         lm = load_model(rs)
         per_len = {}
         for m in multiples:
@@ -48,7 +49,7 @@ def compare(students: dict[str, str | None | dict], prompts: list[str], out: Pat
             for i, p in enumerate(prompts):
                 path = folder / f"p{i:02d}.mp4"
                 if not (reuse and _same_video(path, p, seed + i, seconds, lm.checkpoint_sha256, sink)):
-                    sfpp.generate(p, out=path, loaded=lm, model=None if ckpt else "toy", checkpoint=ckpt, seconds=seconds, seed=seed + i,
+                    sfpp.generate(p, out=path, loaded=lm, model=None if ckpt else DEFAULT_MODEL, checkpoint=ckpt, seconds=seconds, seed=seed + i,
                                   device="cpu", sink=sink)
                 frames, fps = read_mp4(path)
                 scores.append(score_video(frames, p, fps=fps, window_s=window_s))
@@ -183,21 +184,25 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     longest = f"{max(results['multiples'])}x"
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    panels = (("shapes_all_curve", "frames with every object its asked shape", "Shape accuracy", (0, 1.02)),
+              ("all_colours_curve", "frames with every prompted colour", "Object persistence", (0, 1.02)),
+              ("all_moving_curve", "share of videos with every object moving", "Motion persistence", (0, 1.02)),
+              ("brightness_curve", "mean luma (0-255)", "Brightness (exposure drift)", None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for label, per_len in results["runs"].items():
         r = per_len[longest]
-        t = np.arange(len(r["fidelity_curve"])) * 2.0
-        axes[0].plot(t, r["fidelity_curve"], label=label)
-        axes[1].plot(t, r["all_colours_curve"], label=label)
-        axes[2].plot(t, r["brightness_curve"], label=label)
-    axes[0].set(xlabel="time (s)", ylabel="oracle prompt fidelity (0-1)", title=f"Prompt fidelity, {longest} K video",
-                ylim=(0, 1.02))
-    axes[1].set(xlabel="time (s)", ylabel="frames with every prompted colour", title="Object persistence",
-                ylim=(0, 1.02))
-    axes[2].set(xlabel="time (s)", ylabel="mean luma (0-255)", title="Brightness (exposure drift)")
+        for ax, (key, _, _, _) in zip(axes, panels):
+            curve = r.get(key)
+            if curve is not None:  # compare.json files from before oracle v2 have no shape/motion curves
+                ax.plot(np.arange(len(curve)) * 2.0, curve, label=label)
+    for ax, (_, ylabel, title, ylim) in zip(axes, panels):
+        ax.set(xlabel="time (s, 2 s windows)", ylabel=ylabel, title=f"{title}, {longest} K video")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
     for a in axes:
         a.grid(alpha=0.3)
-        a.legend()
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -222,13 +227,13 @@ def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: flo
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rs = resolve_spec(VideoSpec(model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, device="cpu"))
+    rs = resolve_spec(VideoSpec(model=None if checkpoint else DEFAULT_MODEL, checkpoint=checkpoint, seconds=seconds, device="cpu"))
     lm = load_model(rs)
     schedule = [PromptEntry(0.0, first), PromptEntry(at_s, second)]
     single, switched = out / "single.mp4", out / "switch.mp4"
-    sfpp.generate(first, out=single, loaded=lm, model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+    sfpp.generate(first, out=single, loaded=lm, model=None if checkpoint else DEFAULT_MODEL, checkpoint=checkpoint, seconds=seconds, seed=seed,
                   device="cpu")
-    sfpp.generate(schedule, out=switched, loaded=lm, model=None if checkpoint else "toy", checkpoint=checkpoint, seconds=seconds, seed=seed,
+    sfpp.generate(schedule, out=switched, loaded=lm, model=None if checkpoint else DEFAULT_MODEL, checkpoint=checkpoint, seconds=seconds, seed=seed,
                   device="cpu", blend_chunks=blend)
     a, fps = read_mp4(single)
     b, _ = read_mp4(switched)
@@ -260,4 +265,4 @@ def switch_test(first: str, second: str, out: Path, *, at_s: float, seconds: flo
 def _pixel_frames(latent_frames: int) -> int:
     from sfpp.presets import get_preset
 
-    return get_preset("toy").codec.pixel_frames(latent_frames)
+    return get_preset(DEFAULT_MODEL).codec.pixel_frames(latent_frames)

@@ -31,7 +31,7 @@ TOY_TRANSFORMER = dict(
     rope_max_seq_len=1024,
 )
 # ToyWorld v2 (issue #16): 5 layers of width 160 (5 heads x 32, ffn 640), about 1.8x v1's compute per
-# token, for shapes that stay shapes; the bundled model moves to it once a v2 student passes oracle v2.
+# token, for shapes that stay shapes (the bundled default, toy-v4, is this transformer on the learned codec).
 TOY2_TRANSFORMER = {**TOY_TRANSFORMER, "num_attention_heads": 5, "ffn_dim": 640, "num_layers": 5}
 # ToyWorld v3: v2's transformer on the latents of the learned codec (sfpp/toyworld/learned_codec.py,
 # 8x8 latents of 16 channels per 2 frames, shipped in sfpp/assets/toy/codec_v3.safetensors) with patch 1:
