@@ -136,12 +136,13 @@ def build_toy_components(arch: str = "v1") -> Components:
     from sfpp.toyworld.model import new_toy_transformer, toy_codec, toy_text_encoder, toy_tokenizer
 
     transformer = new_toy_transformer(0, arch)
-    student = TOY_ASSETS / TOY_BUNDLED_STUDENTS.get(arch, "")
-    source = f"toy {arch} (random init: no bundled student)"
-    if arch in TOY_BUNDLED_STUDENTS and student.is_file():
+    name = "toy" if arch == "v1" else f"toy-{arch}"
+    student = TOY_ASSETS / TOY_BUNDLED_STUDENTS[arch] if arch in TOY_BUNDLED_STUDENTS else None
+    source = f"{name} (random init: no bundled student)"
+    if student is not None and student.is_file():
         state, _ = read_checkpoint(student)
         load_into(transformer, {k: v.float() for k, v in state.items()}, source=str(student))
-        source = f"toy (bundled {student.name})"
+        source = f"{name} (bundled {student.name})"
     text_encoder = toy_text_encoder(arch)  # the exact frozen encoder the bundled model was trained with
     return Components(transformer.eval(), None, text_encoder.eval(), toy_tokenizer(), source=source,
                       codec=toy_codec(arch))  # v3, v4: the shipped learned codec
@@ -244,7 +245,7 @@ def _toy_preset() -> ModelPreset:
         build=build_toy_components,
         codec=toy_codec(),
         arch=dict(TOY_TRANSFORMER),
-        bundled_student=TOY_ASSETS / "student.safetensors",
+        bundled_student=TOY_ASSETS / TOY_BUNDLED_STUDENTS["v1"],
     )
 
 
