@@ -12,17 +12,18 @@ import typer
 
 from sfpp.presets import PRESETS, size_multiples
 from sfpp.rollout_config import ROPE_CHOICES
+from sfpp.spec import DEFAULT_MODEL
 
 _MODELS = ", ".join(PRESETS)
 _MULTIPLES = ", ".join(f"{n} {size_multiples(p)[0]}" for n, p in PRESETS.items())  # what sfpp.spec checks
 _SIZES = ", ".join(f"{n} {p.width}x{p.height}" for n, p in PRESETS.items())
-_WINDOWS = ", ".join(f"{n} {p.rollout.window}" for n, p in PRESETS.items() if n in ("toy", "debug")) + \
+_WINDOWS = ", ".join(f"{n} {p.rollout.window}" for n, p in PRESETS.items() if n in (DEFAULT_MODEL, "debug")) + \
     f", Wan {PRESETS['wan2.1-t2v-1.3b'].rollout.window}"
 _FROM = "default: the student's own setting, else the model's"
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help=f"Model preset: {_MODELS} (default: the one the --checkpoint was trained for, else $SFPP_MODEL, else the bundled toy model).",
+    typer.Option("--model", "-m", help=f"Model preset: {_MODELS} (default: the one the --checkpoint was trained for, else $SFPP_MODEL, else {DEFAULT_MODEL}, the bundled toy model).",
                  show_default=False),
 ]
 WeightsOpt = Annotated[
