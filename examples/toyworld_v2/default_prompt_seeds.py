@@ -9,16 +9,16 @@ was made this way, one student at a time). Videos go to a temporary folder.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import sfpp
+from sfpp.files import write_json
+from sfpp.serve.config import TOY_PROMPT as DEFAULT_PROMPT  # the toy models' default prompt, defined once
 from sfpp.spec import VideoSpec, load_model, resolve_spec
 from sfpp.toyworld.oracle import score_video
 from sfpp.video import read_mp4
 
-DEFAULT_PROMPT = "a red circle and a blue square bouncing on a black background"
 KEYS = ("shapes_all", "shape_ok", "all_moving", "frozen", "speed", "band", "all_colours")
 
 
@@ -44,7 +44,7 @@ def main() -> None:
                 rows[str(seed)] = {k: round(float(s[k]), 4) for k in KEYS}
                 print(ck, seed, rows[str(seed)], flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1) + "\n")
+        write_json(a.json, report)  # atomic: a full disk never leaves half a file
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def fmt(v, f):
 def main(paths: list[str]) -> None:
     runs = []
     for i, p in enumerate(paths):
-        r = json.load(open(p))
+        with open(p, encoding="utf-8") as f:
+            r = json.load(f)
         for label, per_len in r["runs"].items():
             runs.append((f"{label} (seed {i})" if len(paths) > 1 else label, per_len, r["multiples"]))
     mults = runs[0][2]
