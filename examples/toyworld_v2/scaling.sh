@@ -6,6 +6,9 @@
 #   bash examples/toyworld_v2/scaling.sh            # every run below, resuming whatever exists
 #   ONLY="sfpp_4x_s0" bash examples/toyworld_v2/scaling.sh   # one run (name as in the list)
 #
+# Each run compares into its own folder (runs/toy4/scale/videos_<name>/), so two ONLY= runs can go side by
+# side (one torch thread each: OMP_NUM_THREADS=1).
+#
 # What scales with --budget Nx: the generator updates ([extended] / [self_forcing] base_steps x N) and, for
 # Self-Forcing++, the rollout-length ramp ([extended] ramp_steps x N: N_max = 48 latent frames = 8K is reached
 # after the same share of the run at every budget). n_max, batch, learning rates, critic ratio, EMA start
@@ -40,7 +43,7 @@ for name in "${RUNS[@]}"; do
     sfpp distill --config "$config" --budget "$budget" --seed "$seed" --out "$dir" "${resume[@]}"
     echo "$name: $((SECONDS - t0)) s wall (this sitting)" | tee -a "$OUT/scale/wall_times.txt"
     sfpp toyworld compare --student "$name=$dir/$stage/student_ema.safetensors" --n "$N_PROMPTS" \
-        --multiples "$MULTIPLES" --out "$OUT/scale/videos" --reuse
+        --multiples "$MULTIPLES" --out "$OUT/scale/videos_$name" --reuse
 done
-sfpp toyworld stable-length "$OUT"/scale/videos/*/ --json > "$OUT/scale/stable_length.json"
-sfpp toyworld stable-length "$OUT"/scale/videos/*/
+sfpp toyworld stable-length "$OUT"/scale/videos_*/*/ --json > "$OUT/scale/stable_length.json"
+sfpp toyworld stable-length "$OUT"/scale/videos_*/*/

@@ -1,0 +1,119 @@
+"""The scaling section of docs/toyworld.md (issue #19): a Markdown table and a PNG from per-student
+`sfpp toyworld compare` results.
+
+    python examples/toyworld_v2/scaling_table.py docs/toyworld/scaling/compare_*.json \
+        --png docs/toyworld/scaling/scaling.png
+
+Each compare file holds one or more students labelled ``<algo>_<budget>x_s<seed>`` (scaling.sh's names:
+``sfpp_4x_s1`` = Self-Forcing++ at 4x the toy config's generator updates, training seed 1). The stable
+length is the one `sfpp toyworld compare` stored (sfpp/toyworld/compare.py: fixed before the sweep ran);
+the absolute scores are the whole-video means over the prompts, as in the 1x table.
+
+The plot has one panel per quantity, budget on a log2 axis: every training seed as a point, the seeds' mean
+as a line, Self-Forcing++ and Self-Forcing in their own colours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ALGOS = {"sfpp": "Self-Forcing++", "sf": "Self-Forcing"}
+LABEL = re.compile(r"^(sfpp|sf)_(\d+)x_s(\d+)$")
+COLUMNS = (("shapes_all", "shapes all right"), ("all_colours", "all colours"), ("all_moving", "all moving"),
+           ("frozen", "frozen"))
+SHOW_AT = (1, 10, 100, 300)  # the multiples of K shown per score (those a compare file has)
+
+
+def load(paths: list[str]) -> list[dict]:
+    """One row per student: algo, budget, seed, stable length, the per-length overall scores."""
+    rows = []
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            r = json.load(f)
+        for label, per_len in r["runs"].items():
+            m = LABEL.match(label)
+            if m is None:
+                sys.exit(f"{p}: student label {label!r} is not <sfpp|sf>_<N>x_s<seed> (scaling.sh's names)")
+            sl = r["stable_length"][label]
+            rows.append({"algo": m[1], "budget": int(m[2]), "seed": int(m[3]), "file": p,
+                         "stable": sl["stable_multiple"], "failed_at": sl["failed_at"], "reason": sl["reason"],
+                         "scores": {int(k[:-1]): v["overall"] for k, v in per_len.items()}})
+    rows.sort(key=lambda r: (r["algo"] != "sfpp", r["budget"], r["seed"]))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    shown = [m for m in SHOW_AT if all(m in r["scores"] for r in rows)]
+    at = " / ".join(str(m) for m in shown)
+    out = ["| student | budget | seed | stable length | " + " | ".join(f"{t} at {at}x K" for _, t in COLUMNS) + " |",
+           "|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        sl = (f"{r['stable']}x K (no failure)" if r["failed_at"] is None
+              else f"{r['stable']}x K (fails at {r['failed_at']}x: {r['reason']})")
+        cells = [" / ".join(f"{100 * r['scores'][m][k]:.0f}" for m in shown) + "%" for k, _ in COLUMNS]
+        out.append(f"| {ALGOS[r['algo']]} | {r['budget']}x | {r['seed']} | {sl} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m_long = min(max(r["scores"]) for r in rows)  # the longest length every student has
+    panels = [("stable", "stable length (x K)", "Stable length", True)]
+    panels += [(k, f"whole-video share, {m_long}x K video", f"{t.capitalize()} at {m_long}x K", False)
+               for k, t in COLUMNS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    for algo, colour in (("sfpp", "tab:blue"), ("sf", "tab:orange")):
+        mine = [r for r in rows if r["algo"] == algo]
+        if not mine:
+            continue
+        budgets = sorted({r["budget"] for r in mine})
+        for ax, (key, _, _, log_y) in zip(axes, panels):
+            val = (lambda r: r["stable"]) if key == "stable" else (lambda r, k=key: r["scores"][m_long][k])
+            xs = [r["budget"] for r in mine]
+            ax.scatter(xs, [val(r) for r in mine], color=colour, alpha=0.6, s=22)
+            ax.plot(budgets, [np.mean([val(r) for r in mine if r["budget"] == b]) for b in budgets],
+                    color=colour, label=ALGOS[algo])
+    for ax, (key, ylabel, title, log_y) in zip(axes, panels):
+        ax.set_xscale("log", base=2)
+        budgets = sorted({r["budget"] for r in rows})
+        ax.set_xticks(budgets, [f"{b}x" for b in budgets])
+        ax.set_xlim(min(budgets) / 1.5, max(budgets) * 1.5)
+        ax.set(xlabel="budget (x the config's generator updates)", ylabel=ylabel, title=title)
+        if log_y:
+            ax.set_yscale("symlog", linthresh=1)  # 0 (fails at once) stays plottable
+            ticks = sorted({0, 1, 3, 10, 30, 100, 300} | {r["stable"] for r in rows})
+            ax.set_yticks(ticks, [str(t) for t in ticks])
+            ax.set_ylim(0, max(ticks) * 1.4)
+        else:
+            ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("compare_json", nargs="+")
+    ap.add_argument("--png", type=Path, help="write the plot here")
+    a = ap.parse_args(argv)
+    rows = load(a.compare_json)
+    print(table(rows))
+    if a.png:
+        plot(rows, a.png)
+        print(f"\nwrote {a.png}")
+
+
+if __name__ == "__main__":
+    main()
