@@ -103,16 +103,47 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+# Issue #19 item 4, fixed before any longer-trained student was compared (2026-12-02): a Self-Forcing++
+# student replaces the bundled one if, on the same held-out prompts, at both 10x and 100x K, its fidelity and
+# object persistence (all colours) are higher and its motion persistence (all moving) is at most 1 point lower.
+BUNDLE_AT = (10, 100)
+MOTION_SLACK = 0.01
+
+
+def beats(cand: dict, bundled: dict) -> tuple[bool, str]:
+    """Whether row `cand` beats row `bundled` by the rule above, and the numbers that decided it."""
+    ok, why = True, []
+    for m in BUNDLE_AT:
+        c, b = cand["scores"][m], bundled["scores"][m]
+        for k, slack in (("fidelity", 0.0), ("all_colours", 0.0), ("all_moving", MOTION_SLACK)):
+            good = c[k] > b[k] if slack == 0 else c[k] >= b[k] - slack
+            ok &= good
+            why.append(f"{m}x {k} {c[k]:.3f} vs {b[k]:.3f}{'' if good else ' (no)'}")
+    return ok, "; ".join(why)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("compare_json", nargs="+")
     ap.add_argument("--png", type=Path, help="write the plot here")
+    ap.add_argument("--bundled", help="label of the bundled student (e.g. sfpp_1x_s1): say which longer-trained "
+                    "Self-Forcing++ students beat it by the rule of BUNDLE_AT")
     a = ap.parse_args(argv)
     rows = load(a.compare_json)
     print(table(rows))
     if a.png:
         plot(rows, a.png)
         print(f"\nwrote {a.png}")
+    if a.bundled:
+        label = LABEL.match(a.bundled)
+        ref = [r for r in rows if label and (r["algo"], r["budget"], r["seed"]) == (label[1], int(label[2]), int(label[3]))]
+        if not ref:
+            sys.exit(f"--bundled {a.bundled}: no such student in the compare files")
+        print()
+        for r in rows:
+            if r["algo"] == "sfpp" and r["budget"] > ref[0]["budget"]:
+                ok, why = beats(r, ref[0])
+                print(f"sfpp_{r['budget']}x_s{r['seed']} {'BEATS' if ok else 'does not beat'} {a.bundled}: {why}")
 
 
 if __name__ == "__main__":
