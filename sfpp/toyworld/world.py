@@ -78,6 +78,30 @@ def parse_prompt(prompt: str) -> SceneSpec:
     return SceneSpec(tuple(objects), bg or "black", striped)
 
 
+@dataclass(frozen=True)
+class Lighting:
+    """A slow global lighting cycle (issue #19's exposure world): every pixel of frame ``f`` is multiplied by
+
+        gain(t) = 1 + amplitude * sin(2 pi t / period_s + phase),   t = f / FPS seconds,
+
+    with a random phase per clip. The prompt says nothing about the light, so a long rollout has to carry the
+    exposure in its context, and an error in it can accumulate: the exposure drift the paper shows for Wan,
+    which the unlit world (whose prompt pins every colour) cannot show. ``amplitude = 0``: the unlit world.
+    """
+
+    amplitude: float = 0.0
+    period_s: float = 12.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.amplitude < 1.0:
+            raise ValueError(f"lighting amplitude must be in [0, 1), got {self.amplitude}")
+        if not self.period_s > 0:
+            raise ValueError(f"lighting period must be > 0 s, got {self.period_s}")
+
+    def gain(self, t_s: np.ndarray | float, phase: float) -> np.ndarray:
+        return 1.0 + self.amplitude * np.sin(2 * math.pi * np.asarray(t_s, dtype=np.float64) / self.period_s + phase)
+
+
 @dataclass
 class _Obj:
     spec: ObjectSpec
@@ -93,6 +117,7 @@ class Clip:
     frames: np.ndarray  # (F, H, W, 3) uint8
     scene: SceneSpec
     positions: np.ndarray = field(default=None)  # (F, n_objects, 2) centre x, y in pixels
+    gain: np.ndarray | None = None  # (F,) the lighting gain of each frame (None: unlit)
 
     @property
     def prompt(self) -> str:
@@ -141,8 +166,12 @@ def _mask(shape: str, cx: float, cy: float, r: float, size: int, ss: int = 4) ->
 
 
 def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, size: int = NATIVE,
-                speed: tuple[float, float] = (0.4, 1.2)) -> Clip:
-    """Render `num_frames` frames of `scene` with random start positions and velocities."""
+                speed: tuple[float, float] = (0.4, 1.2), lighting: Lighting | None = None) -> Clip:
+    """Render `num_frames` frames of `scene` with random start positions and velocities.
+
+    With a `lighting` of non-zero amplitude the frames are lit by its cycle from a random phase (drawn after
+    everything else, so the unlit world's clips are the same draws as before lighting existed).
+    """
     objs = []
     for spec in scene.objects:
         r = float(rng.uniform(4.5, 7.0))
@@ -151,6 +180,9 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
         objs.append(_Obj(spec, r, float(rng.uniform(r, size - r)), float(rng.uniform(r, size - r)),
                          v * math.cos(ang), v * math.sin(ang)))
     pan = float(rng.uniform(0.2, 0.5)) * (1 if rng.random() < 0.5 else -1)
+    gain = None
+    if lighting is not None and lighting.amplitude > 0:
+        gain = lighting.gain(np.arange(num_frames) / FPS, float(rng.uniform(0, 2 * math.pi))).astype(np.float32)
     frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     pos = np.empty((num_frames, len(objs), 2), dtype=np.float32)
     for f in range(num_frames):
@@ -159,6 +191,8 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
             m = _mask(o.spec.shape, o.x, o.y, o.size, size)[..., None]
             img = img * (1 - m) + m * np.array(COLOURS[o.spec.colour], dtype=np.float32)
             pos[f, k] = (o.x, o.y)
+        if gain is not None:
+            img = img * gain[f]
         frames[f] = np.clip(img, 0, 255).round().astype(np.uint8)
         for o in objs:  # move and bounce off the walls
             o.x += o.vx
@@ -169,7 +203,7 @@ def render_clip(scene: SceneSpec, num_frames: int, rng: np.random.Generator, *, 
             if o.y < o.size or o.y > size - o.size:
                 o.vy = -o.vy
                 o.y = min(max(o.y, o.size), size - o.size)
-    return Clip(frames, scene, pos)
+    return Clip(frames, scene, pos, gain)
 
 
 def held_out_prompts(n: int = 20, seed: int = 1234) -> list[str]:
