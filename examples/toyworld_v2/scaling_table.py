@@ -43,7 +43,8 @@ def load(paths: list[str]) -> list[dict]:
             sl = r["stable_length"][label]
             rows.append({"algo": m[1], "budget": int(m[2]), "seed": int(m[3]), "file": p,
                          "stable": sl["stable_multiple"], "failed_at": sl["failed_at"], "reason": sl["reason"],
-                         "scores": {int(k[:-1]): v["overall"] for k, v in per_len.items()}})
+                         "scores": {int(k[:-1]): v["overall"] for k, v in per_len.items()},
+                         "brightness_curve": {int(k[:-1]): v["brightness_curve"] for k, v in per_len.items()}})
     rows.sort(key=lambda r: (r["algo"] != "sfpp", r["budget"], r["seed"]))
     return rows
 
@@ -58,6 +59,18 @@ def table(rows: list[dict]) -> str:
               else f"{r['stable']}x K (fails at {r['failed_at']}x: {r['reason']})")
         cells = [" / ".join(f"{100 * r['scores'][m][k]:.0f}" for m in shown) + "%" for k, _ in COLUMNS]
         out.append(f"| {ALGOS[r['algo']]} | {r['budget']}x | {r['seed']} | {sl} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def exposure_table(rows: list[dict]) -> str:
+    """Exposure drift per student: mean luma (0-255, over the prompts) of the 2 s windows of its longest video."""
+    m_long = min(max(r["brightness_curve"]) for r in rows)
+    out = [f"| student | budget | seed | luma, first 2 s of {m_long}x K | last 2 s | lowest / highest 2 s window | "
+           "largest move from the first window |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = np.asarray(r["brightness_curve"][m_long], dtype=float)
+        out.append(f"| {ALGOS[r['algo']]} | {r['budget']}x | {r['seed']} | {c[0]:.1f} | {c[-1]:.1f} | "
+                   f"{c.min():.1f} / {c.max():.1f} | {np.abs(c - c[0]).max():.1f} |")
     return "\n".join(out)
 
 
@@ -131,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     rows = load(a.compare_json)
     print(table(rows))
+    print()
+    print(exposure_table(rows))
     if a.png:
         plot(rows, a.png)
         print(f"\nwrote {a.png}")
