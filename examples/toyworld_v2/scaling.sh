@@ -27,7 +27,7 @@ use_committed_weights
 N_PROMPTS=${N_PROMPTS:-6}
 MULTIPLES=${MULTIPLES:-1,3,10,30,100,300}
 
-RUNS=(sfpp_1x_s0 sfpp_1x_s1 sf_1x_s0 sf_1x_s1 sfpp_2x_s0 sf_2x_s0 sfpp_4x_s0 sfpp_4x_s1 sf_4x_s0 sf_4x_s1
+RUNS=(sfpp_1x_s0 sfpp_1x_s1 sf_1x_s0 sf_1x_s1 sfpp_2x_s0 sf_2x_s0 sf_2x_s1 sfpp_4x_s0 sfpp_4x_s1 sf_4x_s0 sf_4x_s1
       sfpp_8x_s0 sf_8x_s0)
 
 mkdir -p "$OUT/scale"

@@ -190,8 +190,10 @@ def create_app(config: ServeConfig, *, loaded: LoadedModel | None = None):
         except (WebSocketDisconnect, ConnectionError, RuntimeError):
             pass  # the page went away (or stopped reading)
         finally:
+            # the slot is freed when the stream is closed, also when this handler is cancelled and can
+            # no longer await the close
+            session.close_soon().add_done_callback(lambda _: state.sessions.discard(session))
             await session.close()
-            state.sessions.discard(session)
 
     @asynccontextmanager
     async def lifespan(app):

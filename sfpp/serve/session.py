@@ -81,6 +81,7 @@ class Session:
         self._status_task: asyncio.Task | None = None
         self._control = asyncio.Lock()
         self._closed = False
+        self._close_task: asyncio.Future | None = None
         self.reset_counters()
         self.state = "starting"
 
@@ -371,10 +372,27 @@ class Session:
             await asyncio.shield(asyncio.to_thread(_close_quietly, stream, recorder))
 
     async def close(self) -> None:
-        """Stop generating, drop the recording and the tasks (the page is gone or the server stops)."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop generating, drop the recording and the tasks (the page is gone or the server stops).
+
+        Every caller waits for the same close to finish: the handler's own ``finally`` and the app's
+        (which then frees the session's slot) may both call it, and the second must not return while
+        the first, cancelled with its connection, is still closing the stream in a thread.
+        """
+        await asyncio.shield(self.close_soon())
+
+    def close_soon(self) -> asyncio.Future:
+        """Start the close (once) without waiting: the future it returns ends when the close has.
+
+        A task is not subject to its creator's cancellation, so the close runs to its end even when
+        the connection's handler, cancelled, cannot await anything any more (anyio re-raises the
+        cancellation at every await in a cancelled scope).
+        """
+        if self._close_task is None:
+            self._closed = True
+            self._close_task = asyncio.ensure_future(self._close_now())
+        return self._close_task
+
+    async def _close_now(self) -> None:
         for task in (self._status_task, self._sender_task):
             if task is not None:
                 task.cancel()
