@@ -80,7 +80,6 @@ class Session:
         self._sender_task: asyncio.Task | None = None
         self._status_task: asyncio.Task | None = None
         self._control = asyncio.Lock()
-        self._closed = False
         self._close_task: asyncio.Future | None = None
         self.reset_counters()
         self.state = "starting"
@@ -388,7 +387,6 @@ class Session:
         cancellation at every await in a cancelled scope).
         """
         if self._close_task is None:
-            self._closed = True
             self._close_task = asyncio.ensure_future(self._close_now())
         return self._close_task
 
