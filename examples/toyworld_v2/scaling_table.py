@@ -34,8 +34,12 @@ def load(paths: list[str]) -> list[dict]:
     """One row per student: algo, budget, seed, stable length, the per-length overall scores."""
     rows = []
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            r = json.load(f)
+        try:
+            with open(p, encoding="utf-8") as f:
+                r = json.load(f)
+            r["runs"], r["stable_length"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            sys.exit(f"{p}: not a compare.json of 'sfpp toyworld compare' ({type(e).__name__}: {e}); pass those files")
         for label, per_len in r["runs"].items():
             m = LABEL.match(label)
             if m is None:
@@ -65,8 +69,8 @@ def table(rows: list[dict]) -> str:
 def exposure_table(rows: list[dict]) -> str:
     """Exposure drift per student: mean luma (0-255, over the prompts) of the 2 s windows of its longest video."""
     m_long = min(max(r["brightness_curve"]) for r in rows)
-    out = [f"| student | budget | seed | luma, first 2 s of {m_long}x K | last 2 s | lowest / highest 2 s window | "
-           "largest move from the first window |", "|---|---|---|---|---|---|---|"]
+    out = [(f"| student | budget | seed | luma, first 2 s of {m_long}x K | last 2 s | lowest / highest 2 s window | "
+            "largest move from the first window |"), "|---|---|---|---|---|---|---|"]
     for r in rows:
         c = np.asarray(r["brightness_curve"][m_long], dtype=float)
         out.append(f"| {ALGOS[r['algo']]} | {r['budget']}x | {r['seed']} | {c[0]:.1f} | {c[-1]:.1f} | "
