@@ -282,3 +282,65 @@ def test_a_v4_teacher_is_conditioned_on_word_order(tmp_path):
             out = [model(x, torch.tensor([500.0]), e[i : i + 1], return_dict=False)[0] for i in range(3)]
         ratio[arch] = float((out[0] - out[1]).abs().mean() / (out[0] - out[2]).abs().mean())
     assert ratio["v3"] < 0.1 and ratio["v4"] > 0.3, ratio
+
+
+def test_a_lit_pool_is_the_unlit_pool_times_each_clips_gain():
+    """--light-amplitude trains the codec on the lit world (issue #19): the same scenes and motion, every
+    frame scaled by its clip's lighting cycle, so the codec sees exposures the prompt does not pin."""
+    from sfpp.toyworld.learned_codec import _pool
+    from sfpp.toyworld.world import FPS
+
+    plain = _pool(_cfg(pool_clips=6), 2 * FPS).astype(np.float64)  # (6, 12 * FPS, 32, 32, 3): 12 s clips
+    lit = _pool(_cfg(pool_clips=6, light_amplitude=0.15, light_period_s=12.0), 2 * FPS).astype(np.float64)
+    assert plain.shape == lit.shape == (6, 12 * FPS, 32, 32, 3)
+    # the first clip is the same scene and motion (the phase is drawn after them): frame by frame, the gain
+    ratio = lit[0].sum(axis=(1, 2, 3)) / plain[0].sum(axis=(1, 2, 3))  # (frames,)
+    assert ratio.min() == pytest.approx(0.85, abs=0.01)  # darkest point of the cycle
+    assert 1.03 < ratio.max() < 1.151  # brightest (less than 1.15 overall: saturated pixels clip at 255)
+    # every lit clip swings through one 12 s cycle of brightness, from its own phase
+    luma = lit.mean(axis=(2, 3, 4))  # (clips, frames)
+    assert ((luma.max(axis=1) - luma.min(axis=1)) / luma.mean(axis=1)).min() > 0.2
+    spectrum = np.abs(np.fft.rfft(luma - luma.mean(axis=1, keepdims=True), axis=1))
+    assert (spectrum.argmax(axis=1) == 1).all()
+    assert (luma[:, 0] / luma.mean(axis=1)).std() > 0.02
+    assert np.array_equal(_pool(_cfg(pool_clips=6, light_amplitude=0.0), 2 * FPS), plain.astype(np.uint8))
+
+
+def test_a_run_started_before_the_lighting_options_resumes(tmp_path):
+    """A resume state written before `light_amplitude` existed trained the unlit world: it resumes with the
+    defaults, and is refused with a lit setting."""
+    import torch as _torch
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.learned_codec import STATE
+
+    out = tmp_path / "run"
+    train_codec(_cfg(steps=20, save_every=10), TINY, out)
+    (out / "codec.safetensors").unlink()
+    state = _torch.load(out / STATE, weights_only=True)
+    old = json.loads(state["settings"])
+    for k in ("light_amplitude", "light_period_s"):
+        del old["train"][k]
+    state["settings"] = json.dumps(old, sort_keys=True)
+    _torch.save(state, out / STATE)
+    with pytest.raises(SfppError, match="other settings"):
+        train_codec(_cfg(steps=20, save_every=10, light_amplitude=0.1), TINY, out, resume=True)
+    assert train_codec(_cfg(steps=20, save_every=10), TINY, out, resume=True).is_file()
+
+
+def test_cli_train_codec_on_the_lit_world(tmp_path):
+    from typer.testing import CliRunner
+
+    from sfpp.checkpoints import read_checkpoint_config
+    from sfpp.cli.main import app
+
+    for flag, bad in (("--light-amplitude", "1.0"), ("--light-amplitude", "-0.1"), ("--light-amplitude", "nan"),
+                      ("--light-period", "0"), ("--light-period", "inf")):
+        r = CliRunner().invoke(app, ["toyworld", "train-codec", flag, bad, "--out", str(tmp_path / "c")])
+        assert r.exit_code == 2 and flag in r.output and "Traceback" not in r.output, (flag, bad, r.output)
+    assert not (tmp_path / "c").exists()
+    r = CliRunner().invoke(app, ["toyworld", "train-codec", "--steps", "2", "--batch-size", "2", "--channels", "16",
+                                 "--light-amplitude", "0.15", "--light-period", "8", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    train = read_checkpoint_config(tmp_path / "c" / "codec.safetensors")["train"]
+    assert (train["light_amplitude"], train["light_period_s"]) == (0.15, 8.0)

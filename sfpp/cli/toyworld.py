@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,6 +96,11 @@ def train_codec_cmd(
     seed: Annotated[int, typer.Option("--seed")] = _CODEC_TRAIN.seed,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out (same options).")] = False,
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between resume states.")] = _CODEC_TRAIN.save_every,
+    light_amplitude: Annotated[float, typer.Option("--light-amplitude", help="Train on the lit world: clips lit by a "
+                                                   "slow global cycle of this amplitude, gain 1 + A sin(2 pi t / P + "
+                                                   "phase), in [0, 1) (0: unlit).")] = _CODEC_TRAIN.light_amplitude,
+    light_period: Annotated[float, typer.Option("--light-period", help="Period P of the lighting cycle in seconds."
+                                                )] = _CODEC_TRAIN.light_period_s,
 ) -> None:
     """Train the learned ToyWorld codec (a small conv autoencoder, 32x32 frames -> 8x8 latents)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -110,8 +116,12 @@ def train_codec_cmd(
         if save_every < 0:
             raise SfppError(f"--save-every must be >= 0, got {save_every}")
         check_number(lr, "--lr", high=1.0)
+        if not (math.isfinite(light_amplitude) and 0.0 <= light_amplitude < 1.0):
+            raise SfppError(f"--light-amplitude must be in [0, 1), got {light_amplitude}")
+        check_number(light_period, "--light-period", high=3600.0)
         _check_out_folder(out)
         cfg = CodecTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                               light_amplitude=light_amplitude, light_period_s=light_period,
                                log_every=max(1, min(100, steps // 10)))
         with Progress(TextColumn("[bold]codec"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:

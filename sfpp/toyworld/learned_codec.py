@@ -207,6 +207,10 @@ class CodecTrainConfig:
     latent_l2: float = 1e-3  # keeps the codes' scale bounded
     pool_clips: int = 1500  # rendered clips (12 frames each) to draw from
     max_objects: int = 3
+    # the lit world (issue #19): clips lit by a slow global cycle, gain 1 + A sin(2 pi t / P + phase)
+    # (sfpp.toyworld.world.Lighting); 0: the unlit world
+    light_amplitude: float = 0.0
+    light_period_s: float = 12.0
     seed: int = 0
     save_every: int = 500  # resume state every this many steps (0: only at the end)
     log_every: int = 100
@@ -216,14 +220,17 @@ STATE = "codec_state.pt"
 
 
 def _pool(cfg: CodecTrainConfig, frames: int) -> np.ndarray:
-    """``(n, 6 * frames, 32, 32, 3)`` uint8 clips of the training distribution (held-out prompts excluded)."""
+    """``(n, 6 * frames, 32, 32, 3)`` uint8 clips of the training distribution (held-out prompts excluded),
+    lit by ``cfg``'s lighting cycle when its amplitude is above 0."""
     import numpy as np
 
-    from sfpp.toyworld.world import held_out_prompts, random_scene, render_clip
+    from sfpp.toyworld.world import Lighting, held_out_prompts, random_scene, render_clip
 
     rng = np.random.default_rng(cfg.seed)
     held = set(held_out_prompts())
-    return np.stack([render_clip(random_scene(rng, exclude=held, max_objects=cfg.max_objects), 6 * frames, rng).frames
+    light = Lighting(cfg.light_amplitude, cfg.light_period_s)
+    return np.stack([render_clip(random_scene(rng, exclude=held, max_objects=cfg.max_objects), 6 * frames, rng,
+                                 lighting=light).frames
                      for _ in range(cfg.pool_clips)])
 
 
@@ -259,7 +266,7 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
         if not (out / STATE).is_file():
             raise SfppError(f"no {STATE} in {out} to resume from; start without --resume")
         saved = torch.load(out / STATE, map_location="cpu", weights_only=True)
-        if saved["settings"] != settings:
+        if _with_defaults(saved["settings"]) != settings:
             raise SfppError(f"cannot resume: {out} was trained with other settings; give the same options or a new --out")
     elif (out / STATE).is_file():
         raise SfppError(f"{out} already holds a codec run; pass --resume to continue it or choose another --out")
@@ -319,6 +326,16 @@ def train_codec(cfg: CodecTrainConfig, codec_cfg: LearnedCodecConfig, out: Path,
         net.mean.copy_(zs.mean(dim=(0, 2, 3, 4)))
         net.std.copy_(zs.std(dim=(0, 2, 3, 4)).clamp(min=1e-4))
     return save_codec(out / "codec.safetensors", codec, {"train": asdict(cfg), "step": cfg.steps})
+
+
+def _with_defaults(settings: str) -> str:
+    """A saved run's settings with the options added since it started at their defaults (what it trained with)."""
+    try:
+        old = json.loads(settings)
+        return json.dumps({"train": {**asdict(CodecTrainConfig()), **old["train"]},
+                           "codec": {**asdict(LearnedCodecConfig()), **old["codec"]}}, sort_keys=True)
+    except (ValueError, KeyError, TypeError):
+        return settings
 
 
 def _save_state(out: Path, step: int, net, opt, sched, rng, settings: str) -> None:
