@@ -158,7 +158,7 @@ def bundled_files(preset: ModelPreset) -> dict[str, Path]:
     if _toy_arch(preset) in LEARNED_CODEC_ARCHS:
         from sfpp.toyworld.model import shipped_codec_path
 
-        files["codec"] = shipped_codec_path()
+        files["codec"] = shipped_codec_path(_toy_arch(preset))
     if preset.bundled_student is not None:
         files["student"] = preset.bundled_student
     return {k: v for k, v in files.items() if v.is_file()}
@@ -274,6 +274,13 @@ def _toy_v4_preset() -> ModelPreset:
                    build=lambda: build_toy_components("v4"))
 
 
+def _toy_v4lit_preset() -> ModelPreset:
+    return replace(_toy_v3_preset(), name="toy-v4lit",
+                   description="ToyWorld v4 in the lit world (a slow global lighting cycle; its own codec): for "
+                               "the exposure experiment (no trained student shipped; generate with --checkpoint)",
+                   build=lambda: build_toy_components("v4lit"))
+
+
 def _toy_v2_preset() -> ModelPreset:
     from sfpp.toyworld.model import TOY2_TRANSFORMER
 
@@ -288,6 +295,7 @@ PRESETS: dict[str, ModelPreset] = {
     "toy-v2": _toy_v2_preset(),
     "toy-v3": _toy_v3_preset(),
     "toy-v4": _toy_v4_preset(),
+    "toy-v4lit": _toy_v4lit_preset(),
     "debug": ModelPreset(
         name="debug",
         description="tiny random-initialised Wan-class model for tests and dry runs",

@@ -2,6 +2,8 @@
 shipped learned codec represent the light? (docs/toyworld.md "Scaling", Exposure.)
 
     OMP_NUM_THREADS=1 python examples/toyworld_v2/lighting_probe.py      # ~1 min on one CPU thread
+    python examples/toyworld_v2/lighting_probe.py --codec runs/toylit/codec/codec.safetensors --codec-only
+        # the same codec probe on another codec (e.g. one trained with train-codec --light-amplitude)
 
 Prints the oracle's mean scores over ground-truth clips (12 s = one lighting period, 16 fps) at several
 amplitudes, on the held-out prompts and on white/gray-background training prompts, then the codec's luma
@@ -9,6 +11,9 @@ error on lit and unlit clips and its mean relative luma error per gain band.
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,9 +42,12 @@ def oracle_table(name: str, prompts: list[str], amplitudes) -> None:
         print(f"oracle, {name}, A = {a}: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in acc.items()))
 
 
-def codec_probe(prompts: list[str]) -> None:
+def codec_probe(prompts: list[str], path: Path | None = None) -> None:
+    from sfpp.toyworld.learned_codec import load_codec
+
     torch.set_num_threads(1)
-    codec = toy_codec("v4")
+    codec = toy_codec("v4") if path is None else load_codec(path)
+    print(f"codec: {path or 'shipped (toy-v4)'}")
     gains, rel = [], []
     for a in (0.0, 0.15):
         px, worst = [], []
@@ -63,11 +71,16 @@ def codec_probe(prompts: list[str]) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--codec", type=Path, help="a codec.safetensors from train-codec (default: the shipped one)")
+    ap.add_argument("--codec-only", action="store_true", help="skip the oracle tables")
+    a = ap.parse_args()
     held = held_out_prompts()[:12]
-    bright = [p for p in training_prompts(200) if "white background" in p or "gray background" in p][:12]
-    oracle_table("12 held-out prompts", held, (0.0, 0.06, 0.1, 0.15))
-    oracle_table("12 white/gray-background training prompts", bright, (0.0, 0.15, 0.2))
-    codec_probe(held[:8])
+    if not a.codec_only:
+        bright = [p for p in training_prompts(200) if "white background" in p or "gray background" in p][:12]
+        oracle_table("12 held-out prompts", held, (0.0, 0.06, 0.1, 0.15))
+        oracle_table("12 white/gray-background training prompts", bright, (0.0, 0.15, 0.2))
+    codec_probe(held[:8], a.codec)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def train_teacher_cmd(
     device: Annotated[str, typer.Option("--device")] = "cpu",
     init: Annotated[Optional[str], typer.Option("--init", help="Start from an earlier teacher.safetensors.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out exactly (same options).")] = False,
-    arch: Annotated[str, typer.Option("--arch", help="Toy architecture: v1 (the first bundled model, --model toy), v2 (wider), v3 (v2 on the learned codec) or v4 (v3 with a word-order-aware text encoder; the default model toy-v4).")] = "v1",
+    arch: Annotated[str, typer.Option("--arch", help="Toy architecture: v1 (the first bundled model, --model toy), v2 (wider), v3 (v2 on the learned codec), v4 (v3 with a word-order-aware text encoder; the default model toy-v4) or v4lit (v4 in the lit world: a slow global lighting cycle, on its own codec).")] = "v1",
     save_every: Annotated[int, typer.Option("--save-every", help="Steps between saved teacher snapshots and resume states.")] = 500,
     shift: Annotated[float, typer.Option("--shift", help="Timestep shift of the training noise levels (lower: more "
                                                           "training at low noise, where shape detail is drawn).")] = 3.0,

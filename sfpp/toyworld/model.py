@@ -46,8 +46,26 @@ TOY3_TRANSFORMER = {**TOY2_TRANSFORMER, "patch_size": (1, 1, 1), "in_channels": 
 # v4 scales the encoder's relative-position attention bias by TOY4_TEXT_BIAS_SCALE: attention then
 # follows word order, and swapping two colours moves the prompt as far as changing a word does.
 TOY4_TEXT_BIAS_SCALE = 30.0
-TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER, "v4": TOY3_TRANSFORMER}
-LEARNED_CODEC_ARCHS = ("v3", "v4")  # toy architectures on the shipped learned codec
+# ToyWorld v4lit (issue #19's exposure experiment): v4 in the lit world, a slow global lighting cycle the
+# prompt does not name (TOY_LIGHTING), on its own codec trained on lit clips (the v3 codec does not
+# represent the light: docs/toyworld.md "Scaling", Exposure). No student is shipped for it.
+TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER, "v4": TOY3_TRANSFORMER,
+             "v4lit": TOY3_TRANSFORMER}
+LEARNED_CODEC_ARCHS = ("v3", "v4", "v4lit")  # toy architectures on a shipped learned codec
+TOY4_TEXT_ARCHS = ("v4", "v4lit")  # the word-order-aware text encoder
+# the shipped learned codec of each learned-codec architecture (sfpp/assets/toy/)
+TOY_CODEC_FILES = {"v3": "codec_v3.safetensors", "v4": "codec_v3.safetensors", "v4lit": "codec_lit.safetensors"}
+# the world each architecture's teacher is trained on: lighting amplitude and period (s) where lit
+TOY_LIGHTING = {"v4lit": (0.15, 12.0)}
+
+
+def toy_lighting(arch: str):
+    """The `Lighting` of an architecture's world, or None for the unlit world."""
+    if arch not in TOY_LIGHTING:
+        return None
+    from sfpp.toyworld.world import Lighting
+
+    return Lighting(*TOY_LIGHTING[arch])
 # The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
@@ -85,10 +103,11 @@ def new_toy_text_encoder(seed: int = 0):
         return UMT5EncoderModel(UMT5Config(**TOY_TEXT)).eval()
 
 
-def shipped_codec_path():
+def shipped_codec_path(arch: str = "v3"):
+    """The shipped learned codec of a learned-codec architecture (v3 and v4 share one)."""
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1] / "assets" / "toy" / "codec_v3.safetensors"
+    return Path(__file__).resolve().parents[1] / "assets" / "toy" / TOY_CODEC_FILES[arch]
 
 
 def toy_codec_kind(arch: str) -> str:
@@ -97,16 +116,16 @@ def toy_codec_kind(arch: str) -> str:
 
 
 def toy_codec(arch: str = "v1"):
-    """The codec of a toy architecture: the pixel codec (v1, v2) or the shipped learned codec (v3, v4)."""
+    """The codec of a toy architecture: the pixel codec (v1, v2) or its shipped learned codec (v3, v4, v4lit)."""
     if toy_codec_kind(arch) == "pixel":
         return PixelCodec(TOY_CODEC)
     from sfpp.toyworld.learned_codec import load_codec
 
-    codec = load_codec(shipped_codec_path())
+    codec = load_codec(shipped_codec_path(arch))
     if codec.channels != TOY3_CODEC_CHANNELS:
         from sfpp.errors import SfppError
 
-        raise SfppError(f"the shipped toy-v3 codec has {codec.channels} latent channels, the v3 transformer "
+        raise SfppError(f"the shipped toy-{arch} codec has {codec.channels} latent channels, the transformer "
                         f"{TOY3_CODEC_CHANNELS}; retrain it with 'sfpp toyworld train-codec --channels {TOY3_CODEC_CHANNELS}'")
     return codec
 
@@ -130,7 +149,7 @@ def toy_text_encoder(arch: str = "v1"):
         from safetensors.torch import load_file
 
         enc.load_state_dict(load_file(str(shipped)))
-    if arch == "v4":
+    if arch in TOY4_TEXT_ARCHS:
         with torch.no_grad():
             for block in enc.encoder.block:
                 block.layer[0].SelfAttention.relative_attention_bias.weight.mul_(TOY4_TEXT_BIAS_SCALE)

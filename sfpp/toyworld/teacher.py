@@ -32,6 +32,7 @@ from sfpp.toyworld.model import (
     new_toy_transformer,
     toy_codec,
     toy_codec_kind,
+    toy_lighting,
     toy_text_encoder,
     toy_tokenizer,
 )
@@ -65,11 +66,13 @@ def lr_factor(cfg: TeacherConfig, step: int) -> float:
     return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
-def render_pool(n: int, frames: int, seed: int, exclude: set[str], *, max_objects: int = 3) -> tuple[np.ndarray, list[str]]:
+def render_pool(n: int, frames: int, seed: int, exclude: set[str], *, max_objects: int = 3,
+                lighting=None) -> tuple[np.ndarray, list[str]]:
+    """`n` rendered clips of `frames` frames (lit by `lighting`, a `Lighting`, if given) and their prompts."""
     rng = np.random.default_rng(seed)
     clips, prompts = [], []
     for _ in range(n):
-        c = render_clip(random_scene(rng, exclude=exclude, max_objects=max_objects), frames, rng)
+        c = render_clip(random_scene(rng, exclude=exclude, max_objects=max_objects), frames, rng, lighting=lighting)
         clips.append(c.frames)
         prompts.append(c.prompt)
     return np.stack(clips), prompts  # (n, frames, 32, 32, 3)
@@ -139,7 +142,7 @@ def train_teacher(cfg: TeacherConfig, out: Path, *, on_log: Callable[[dict], Non
     T = codec.config.frames
     clip_frames = TOY_WINDOW * T
     pool, prompts = render_pool(cfg.pool_clips, clip_frames * 2, cfg.seed, set(held_out_prompts()),
-                                max_objects=cfg.max_objects)
+                                max_objects=cfg.max_objects, lighting=toy_lighting(cfg.arch))  # v4lit: the lit world
     tok, enc = toy_tokenizer(), toy_text_encoder(cfg.arch).to(device)
     uniq = sorted(set(prompts)) + [""]
     emb = encode_prompts(tok, enc, uniq, max_length=TOY_TEXT_LEN, device=device)

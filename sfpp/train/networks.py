@@ -38,6 +38,22 @@ def bidirectional_flow(model, x_t: torch.Tensor, t: torch.Tensor, emb: torch.Ten
     return model(x_t.to(dtype), t, emb.to(dtype), return_dict=False)[0].float()
 
 
+def _check_declared_model(path: str, preset: str, what: str) -> None:
+    """A checkpoint that names another built-in model than the config's preset is refused: models of one
+    transformer shape can differ in codec, text encoder or world (toy-v4 vs toy-v4lit), and its weights
+    would load without a complaint and mean something else."""
+    from sfpp.checkpoints import read_checkpoint_config
+    from sfpp.errors import SfppError
+    from sfpp.presets import PRESETS
+
+    if not Path(path).is_file():
+        return  # read_checkpoint says what is wrong with the path
+    declared = read_checkpoint_config(path).get("model")
+    if isinstance(declared, str) and declared in PRESETS and declared != preset:
+        raise SfppError(f"[model] {what} {path} was trained for {declared}, the config's preset is {preset}; "
+                        f"set preset = \"{declared}\" or give a checkpoint of {preset}")
+
+
 def build_networks(cfg: DistillConfig, *, stage: str, config_dir: Path, student_init: Path | None,
                    device: torch.device) -> tuple[Networks, Callable[[list[str]], torch.Tensor], str]:
     """Load base components; teacher (frozen), critic (trainable copy), student (causal)."""
@@ -55,6 +71,9 @@ def build_networks(cfg: DistillConfig, *, stage: str, config_dir: Path, student_
         teacher = load_diffusers_components(Path(resolve(cfg.model.teacher_weights))).transformer
     else:
         teacher = copy.deepcopy(base)
+    for what, path in (("teacher_checkpoint", cfg.model.teacher_checkpoint), ("student_checkpoint", cfg.model.student_checkpoint)):
+        if path:
+            _check_declared_model(resolve(path), preset.name, what)
     if cfg.model.teacher_checkpoint:
         state, _ = read_checkpoint(resolve(cfg.model.teacher_checkpoint))
         load_into(teacher, state, source=cfg.model.teacher_checkpoint)
