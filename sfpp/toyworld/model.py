@@ -47,25 +47,33 @@ TOY3_TRANSFORMER = {**TOY2_TRANSFORMER, "patch_size": (1, 1, 1), "in_channels": 
 # follows word order, and swapping two colours moves the prompt as far as changing a word does.
 TOY4_TEXT_BIAS_SCALE = 30.0
 # ToyWorld v4lit (issue #19's exposure experiment): v4 in the lit world, a slow global lighting cycle the
-# prompt does not name (TOY_LIGHTING), on its own codec trained on lit clips (the v3 codec does not
-# represent the light: docs/toyworld.md "Scaling", Exposure). No student is shipped for it.
+# prompt does not name (toy_lighting: the one its codec was trained on), on its own codec trained on lit
+# clips (the v3 codec does not represent the light: docs/toyworld.md "Scaling", Exposure). No student ships.
 TOY_ARCHS = {"v1": TOY_TRANSFORMER, "v2": TOY2_TRANSFORMER, "v3": TOY3_TRANSFORMER, "v4": TOY3_TRANSFORMER,
              "v4lit": TOY3_TRANSFORMER}
 LEARNED_CODEC_ARCHS = ("v3", "v4", "v4lit")  # toy architectures on a shipped learned codec
 TOY4_TEXT_ARCHS = ("v4", "v4lit")  # the word-order-aware text encoder
 # the shipped learned codec of each learned-codec architecture (sfpp/assets/toy/)
 TOY_CODEC_FILES = {"v3": "codec_v3.safetensors", "v4": "codec_v3.safetensors", "v4lit": "codec_lit.safetensors"}
-# the world each architecture's teacher is trained on: lighting amplitude and period (s) where lit
-TOY_LIGHTING = {"v4lit": (0.15, 12.0)}
 
 
 def toy_lighting(arch: str):
-    """The `Lighting` of an architecture's world, or None for the unlit world."""
-    if arch not in TOY_LIGHTING:
+    """The `Lighting` of an architecture's world (None: the unlit world): the lighting its shipped codec was
+    trained on, as that codec's file records it (`train-codec --light-amplitude`), so the teacher's clips
+    and the codec's never disagree. Pixel-codec architectures are unlit."""
+    if toy_codec_kind(arch) == "pixel":
+        return None
+    from sfpp.checkpoints import read_checkpoint_config
+
+    train = read_checkpoint_config(shipped_codec_path(arch)).get("train") or {}
+    amplitude = float(train.get("light_amplitude", 0.0))  # codecs from before the option: unlit
+    if amplitude <= 0:
         return None
     from sfpp.toyworld.world import Lighting
 
-    return Lighting(*TOY_LIGHTING[arch])
+    return Lighting(amplitude, float(train["light_period_s"]))
+
+
 # The debug preset's UMT5 shape, wider (the shipped text encoder weights were made with exactly this).
 TOY_TEXT = {**DEBUG_TEXT, "vocab_size": 64, "d_model": 64, "d_kv": 16, "d_ff": 128}
 TOY_TEXT_LEN = 24
