@@ -46,8 +46,6 @@ def _check_declared_model(path: str, preset: str, what: str) -> None:
     from sfpp.errors import SfppError
     from sfpp.presets import PRESETS
 
-    if not Path(path).is_file():
-        return  # read_checkpoint says what is wrong with the path
     declared = read_checkpoint_config(path).get("model")
     if isinstance(declared, str) and declared in PRESETS and declared != preset:
         raise SfppError(f"[model] {what} {path} was trained for {declared}, the config's preset is {preset}; "
