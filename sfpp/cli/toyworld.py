@@ -354,6 +354,62 @@ def stable_length_cmd(
     print_table(t)
 
 
+@app.command("exposure")
+def exposure_cmd(
+    folders: Annotated[list[str], typer.Argument(help="Student folders of a 'sfpp toyworld compare' run (OUT/LABEL, "
+                                                 "holding <m>x/pNN.mp4 videos with sidecars).")],
+    multiple: Annotated[Optional[int], typer.Option("--multiple", help="Which video length (in K) to read "
+                                                    "(default: the longest each folder has).")] = None,
+    world: Annotated[str, typer.Option("--world", help="Toy architecture whose lighting cycle is the reference "
+                                       "(its period, and the world's own clips of the same prompts).")] = "v4lit",
+    reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also score the world's own "
+                                            "lit clips of the same prompts and length.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Exposure against the lit world's lighting cycle, per whole period: mean drift, cycle amplitude
+    (first / last period) and phase drift, from stored compare videos (issue #19's exposure experiment)."""
+    from rich.table import Table
+
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.exposure import exposure_of_folder, world_reference
+    from sfpp.toyworld.model import TOY_ARCHS, toy_lighting
+
+    with user_errors():
+        if world not in TOY_ARCHS:
+            raise SfppError(f"--world {world} is not a toy architecture; use one of {', '.join(TOY_ARCHS)}")
+        lighting = toy_lighting(world)
+        if lighting is None:
+            raise SfppError(f"--world {world} is unlit (no lighting cycle to read exposure against); use --world v4lit")
+        if multiple is not None:
+            check_number(multiple, "--multiple", low=1, low_inclusive=True)
+        res = {}
+        for f in folders:
+            if not Path(f).is_dir():
+                raise SfppError(f"{f} is not a folder; give OUT/LABEL folders of a 'sfpp toyworld compare' run")
+            res[f] = exposure_of_folder(Path(f), lighting.period_s, multiple)
+        if reference:
+            for prompts, seconds in dict.fromkeys((tuple(r["prompts"]), r["seconds"]) for r in res.values()):
+                if any(p is None for p in prompts):
+                    continue  # videos without a prompt in their sidecar: no clips of the same prompts to draw
+                res[f"world ({len(prompts)} prompts, {seconds:g} s)"] = {
+                    "multiple": None, "seconds": seconds, "prompts": list(prompts),
+                    **world_reference(list(prompts), seconds, lighting)}
+    if json_out:
+        print(json.dumps(finite_json(res), indent=2))
+        return
+    t = Table(title=f"Exposure per {lighting.period_s:g} s lighting period (relative to the first period; "
+                    "means over videos)")
+    for col in ("student", "length", "periods", "mean drift", "mean range", "amplitude first / last",
+                "phase drift (deg)"):
+        t.add_column(col, overflow="fold")
+    for f, r in res.items():
+        s = r["summary"]
+        t.add_row(escape(f), f"{r['seconds']:g} s", str(r["per_video"][0]["periods"]), f"{s['mean_drift']:+.3f}",
+                  f"{s['mean_range']:.3f}", f"{s['amplitude_first']:.3f} / {s['amplitude_last']:.3f}",
+                  f"{s['phase_drift_deg']:+.1f} (max |{s['max_abs_phase_drift_deg']:.0f}|)")
+    print_table(t)
+
+
 @app.command("heldout")
 def heldout_cmd(
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="Student (default: the bundled model).")] = None,
