@@ -115,3 +115,43 @@ def test_a_v4lit_teacher_trains_on_lit_clips_and_the_chain_runs(tmp_path):
 
     side = json.loads(out.sidecar.read_text())
     assert "toy-v4lit" in json.dumps(side), side  # the sidecar names the model the checkpoint declared
+
+
+def test_the_lit_configs_are_the_v2_configs_on_the_lit_model():
+    """examples/toyworld_lit/*.toml: the lit experiment's students differ from the sweep's 1x point only in
+    the model (toy-v4lit) and where the teacher and init live."""
+    from pathlib import Path
+
+    from sfpp.config_io import load_config, to_dict
+    from sfpp.train.config import DistillConfig
+
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    for name in ("ode", "self_forcing", "self_forcing_pp"):
+        lit, v2 = (load_config(DistillConfig, ex / d / f"{name}.toml") for d in ("toyworld_lit", "toyworld_v2"))
+        assert lit.model.preset == "toy-v4lit" and v2.model.preset == "toy-v4"
+        import os
+
+        teacher = os.path.normpath(ex / "toyworld_lit" / lit.model.teacher_checkpoint)  # runs/ may be a link
+        assert teacher == str(ex.parent / "runs" / "toylit" / "teacher.safetensors")
+        assert (ex / "toyworld_lit" / lit.data.prompts).resolve() == (ex / "toyworld_v2" / v2.data.prompts).resolve()
+        a, b = to_dict(lit), to_dict(v2)
+        for d in (a, b):
+            d.pop("model"), d["data"].pop("prompts")
+        assert a == b, name
+
+
+def test_the_teacher_gate_script(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gate = Path(__file__).resolve().parents[1] / "examples" / "toyworld_v2" / "teacher_gate.py"
+    ok = {"shapes_all": 0.91, "all_moving": 1.0, "band": 0.0}
+    for held_out, passes in ((ok, True), ({**ok, "shapes_all": 0.899}, False), ({**ok, "band": 0.03}, False),
+                             ({**ok, "all_moving": None}, False)):
+        score = tmp_path / "score.json"
+        score.write_text(json.dumps({"training": {"mean": ok}, "held-out": {"mean": held_out}}))
+        r = subprocess.run([sys.executable, str(gate), str(score)], capture_output=True, text=True)
+        assert (r.returncode == 0) == passes, (held_out, r.stdout)
+        assert ("does not pass" in r.stdout) != passes

@@ -21,15 +21,7 @@ sha256sum runs/toy4/teacher.safetensors | tee "$OUT/teacher.sha256"
 
 # 0. The gate: shapes right, objects moving, no bands, on training and held-out prompts.
 sfpp toyworld teacher-score runs/toy4/teacher.safetensors --confusion --out "$OUT/teacher_score.json"
-python - "$OUT/teacher_score.json" <<'PY' || [ "${SKIP_GATE:-0}" = 1 ]
-import json, sys
-r = json.load(open(sys.argv[1]))
-bad = [f"{name} {k} {r[name]['mean'][k] or 0.0:.2f}" for name in ("training", "held-out")
-       for k, ok in (("shapes_all", lambda v: v >= 0.9), ("all_moving", lambda v: v >= 0.9), ("band", lambda v: v <= 0.02))
-       if not ok(r[name]["mean"][k] or 0.0)]
-print("teacher passes oracle v2" if not bad else "teacher does not pass oracle v2: " + ", ".join(bad))
-sys.exit(1 if bad else 0)
-PY
+python examples/toyworld_v2/teacher_gate.py "$OUT/teacher_score.json" || [ "${SKIP_GATE:-0}" = 1 ]
 
 run() {  # sfpp distill, resuming a run folder that already exists
     local out=$1; shift
