@@ -29,8 +29,17 @@ run() {  # sfpp distill, resuming a run folder that already exists
     local out=$1; shift
     if [ -d "$out" ]; then sfpp distill "$@" --out "$out" --resume; else sfpp distill "$@" --out "$out"; fi
 }
-# 1. ODE init; 2. both students from it, same budget.
-run "$OUT/ode" --config examples/toyworld_lit/ode.toml
+# 1. ODE init (the committed one, examples/toyworld_lit/weights/, when TEACHER is the committed teacher and
+# runs/ has no ODE init of its own; copied under a temporary name, so an interruption leaves no half file);
+# 2. both students from it, same budget.
+W=examples/toyworld_lit/weights
+if [ ! -e "$OUT/ode" ] && [ -f "$W/ode_student_ema.safetensors" ] && cmp -s "$W/teacher.safetensors" "$OUT/teacher.safetensors"; then
+    rm -rf "$OUT/ode.tmp" && mkdir -p "$OUT/ode.tmp/ode"
+    cp "$W/ode_student_ema.safetensors" "$OUT/ode.tmp/ode/student_ema.safetensors"
+    echo "ODE init: committed copy from $W (see its README)" > "$OUT/ode.tmp/FROM_COMMITTED"
+    mv "$OUT/ode.tmp" "$OUT/ode"
+fi
+[ -f "$OUT/ode/FROM_COMMITTED" ] || run "$OUT/ode" --config examples/toyworld_lit/ode.toml
 students=()
 for seed in $SEEDS; do
     run "$OUT/sf_s$seed" --config examples/toyworld_lit/self_forcing.toml --seed "$seed"
