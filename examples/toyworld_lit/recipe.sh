@@ -29,17 +29,8 @@ run() {  # sfpp distill, resuming a run folder that already exists
     local out=$1; shift
     if [ -d "$out" ]; then sfpp distill "$@" --out "$out" --resume; else sfpp distill "$@" --out "$out"; fi
 }
-# 1. ODE init (the committed one, examples/toyworld_lit/weights/, when TEACHER is the committed teacher and
-# runs/ has no ODE init of its own; copied under a temporary name, so an interruption leaves no half file);
-# 2. both students from it, same budget.
-W=examples/toyworld_lit/weights
-if [ ! -e "$OUT/ode" ] && [ -f "$W/ode_student_ema.safetensors" ] && cmp -s "$W/teacher.safetensors" "$OUT/teacher.safetensors"; then
-    rm -rf "$OUT/ode.tmp" && mkdir -p "$OUT/ode.tmp/ode"
-    cp "$W/ode_student_ema.safetensors" "$OUT/ode.tmp/ode/student_ema.safetensors"
-    echo "ODE init: committed copy from $W (see its README)" > "$OUT/ode.tmp/FROM_COMMITTED"
-    mv "$OUT/ode.tmp" "$OUT/ode"
-fi
-[ -f "$OUT/ode/FROM_COMMITTED" ] || run "$OUT/ode" --config examples/toyworld_lit/ode.toml
+# 1. ODE init; 2. both students from it, same budget.
+run "$OUT/ode" --config examples/toyworld_lit/ode.toml
 students=()
 for seed in $SEEDS; do
     run "$OUT/sf_s$seed" --config examples/toyworld_lit/self_forcing.toml --seed "$seed"
@@ -50,6 +41,7 @@ done
 # 3. Long videos, oracle v2 scores and stable length (as in the sweep); 4. exposure at 100x and 300x K.
 sfpp toyworld compare "${students[@]}" --n 6 --multiples 1,10,100,300 --out "$OUT/videos" --reuse
 for m in 100 300; do
-    sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m" --json > "$OUT/exposure_${m}x.json"
+    sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m" --json > "$OUT/exposure_${m}x.json.tmp"
+    mv "$OUT/exposure_${m}x.json.tmp" "$OUT/exposure_${m}x.json"  # no half-written result on a fault
     sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m"
 done
