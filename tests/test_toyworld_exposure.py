@@ -148,3 +148,42 @@ def test_cli_exposure_json_and_bad_input(tmp_path):
     short = _folder(tmp_path, "short", {1: [_lit(lit.period_s - 1, lit)]})
     r = runner.invoke(app, ["toyworld", "exposure", str(short)])
     assert r.exit_code != 0 and "pick a longer --multiple" in r.output
+
+
+def _summary(abs_drift: float, amp_last: float) -> dict:
+    return {"summary": {"abs_mean_drift": abs_drift, "amplitude_last": amp_last}}
+
+
+def _world(drifts, amps) -> dict:
+    return {"per_video": [{"mean_drift": d, "amplitude_last": a} for d, a in zip(drifts, amps)]}
+
+
+def test_exposure_verdict_applies_the_fixed_rule():
+    from sfpp.errors import SfppError
+    from sfpp.toyworld.exposure import exposure_verdict
+
+    # World spread: |drift| 0.01..0.03 -> 0.02; amplitude 0.13..0.15 -> 0.02.
+    world = {"world (3 prompts, 225 s)": _world([0.01, -0.03, 0.02], [0.15, 0.13, 0.14])}
+    one = {"runs/v/sf_s0/": _summary(0.10, 0.14), "runs/v/sfpp_s0/": _summary(0.02, 0.135), **world}
+    v = exposure_verdict(one)
+    q = v["quantities"]
+    assert q["abs_mean_drift"]["world_spread"] == pytest.approx(0.02)
+    assert q["abs_mean_drift"]["sfpp_minus_sf"][0] == pytest.approx(-0.08)
+    assert q["abs_mean_drift"]["differ"] and not q["amplitude_last"]["differ"]  # 0.005 < 0.02
+    assert v["differ"] and not v["seed_check"] and q["abs_mean_drift"]["seed_difference"] is None
+    # A difference inside the world's spread does not count.
+    close = {"a/sf_s0": _summary(0.03, 0.14), "a/sfpp_s0": _summary(0.015, 0.14), **world}
+    assert not exposure_verdict(close)["differ"]
+    # Two seeds: the difference must beat the seed difference and keep its sign in both seeds.
+    two = {**one, "runs/v/sf_s1/": _summary(0.05, 0.14), "runs/v/sfpp_s1/": _summary(0.02, 0.14)}
+    v2 = exposure_verdict(two)
+    assert v2["seed_check"] and v2["quantities"]["abs_mean_drift"]["seed_difference"] == pytest.approx(0.05)
+    assert not v2["quantities"]["abs_mean_drift"]["differ"]  # seed 1 differs by 0.03 < 0.05
+    flip = {**one, "runs/v/sf_s1/": _summary(0.02, 0.14), "runs/v/sfpp_s1/": _summary(0.10, 0.14)}
+    assert not exposure_verdict(flip)["quantities"]["abs_mean_drift"]["differ"]  # signs disagree (seed diff 0.08)
+    with pytest.raises(SfppError, match="world reference"):
+        exposure_verdict({k: v for k, v in one.items() if not k.startswith("world")})
+    with pytest.raises(SfppError, match="both"):
+        exposure_verdict({"a/sf_s0": _summary(0.1, 0.1), **world})
+    with pytest.raises(SfppError, match="named"):
+        exposure_verdict({"a/student": _summary(0.1, 0.1), **world})

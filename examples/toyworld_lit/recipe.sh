@@ -45,3 +45,6 @@ for m in 100 300; do
     mv "$OUT/exposure_${m}x.json.tmp" "$OUT/exposure_${m}x.json"  # no half-written result on a fault
     sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m"
 done
+# 5. The rule fixed beforehand (docs/toyworld.md): do the two algorithms differ in exposure?
+python examples/toyworld_lit/exposure_verdict.py "$OUT/exposure_100x.json" "$OUT/exposure_300x.json" \
+    --json "$OUT/exposure_verdict.json"

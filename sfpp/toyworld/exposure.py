@@ -129,3 +129,53 @@ def exposure_of_folder(folder: Path, period_s: float, multiple: int | None = Non
     if not per:
         raise SfppError(f"{subs[m]} holds no pNN.mp4 videos")
     return {"multiple": m, "seconds": seconds, "prompts": prompts, "per_video": per, "summary": summarise(per)}
+
+
+# The rule of issue #19's lit experiment, fixed before any lit student was measured: the two algorithms
+# "differ in exposure" on a quantity when their difference is larger than the spread (max - min) of that
+# quantity over the world's own clips, and larger than the difference between two training seeds of the same
+# algorithm where there are two seeds; with two seeds it must hold, with the same sign, for each seed.
+VERDICT_QUANTITIES = {"abs_mean_drift": "mean_drift", "amplitude_last": "amplitude_last"}
+
+
+def exposure_verdict(result: dict, a: str = "sf", b: str = "sfpp") -> dict:
+    """Apply the rule to one `sfpp toyworld exposure --json` result (one length). Student folders are named
+    ``<algorithm>_s<seed>`` (their last path part); the world's entry is the one whose key starts "world".
+
+    Returns, per quantity: the world's spread, each seed's a and b values and difference, the seed difference
+    (None with one seed), and "differ" (True / False); "seed_check" says whether the seed part could be
+    applied."""
+    from sfpp.errors import SfppError
+
+    world = [v for k, v in result.items() if k.startswith("world")]
+    if len(world) != 1:
+        raise SfppError("the exposure result needs exactly one world reference entry (run it without --no-reference)")
+    students: dict[tuple[str, int], dict] = {}
+    for k, v in result.items():
+        if k.startswith("world"):
+            continue
+        name = Path(k.rstrip("/")).name
+        algo, sep, seed = name.rpartition("_s")
+        if not sep or not seed.isdigit():
+            raise SfppError(f"student folder {k} is not named <algorithm>_s<seed>")
+        students[(algo, int(seed))] = v["summary"]
+    seeds = sorted({s for (al, s) in students if al == a} & {s for (al, s) in students if al == b})
+    if not seeds:
+        raise SfppError(f"no seed has both an '{a}' and a '{b}' student; found {sorted(students)}")
+    out: dict = {"seeds": seeds, "seed_check": len(seeds) >= 2, "quantities": {}}
+    for q, per_key in VERDICT_QUANTITIES.items():
+        wvals = [abs(p[per_key]) if q.startswith("abs_") else p[per_key] for p in world[0]["per_video"]]
+        spread = float(max(wvals) - min(wvals))
+        diffs = {s: students[(b, s)][q] - students[(a, s)][q] for s in seeds}
+        seed_diff = None
+        if len(seeds) >= 2:
+            seed_diff = float(max(max(students[(al, s)][q] for s in seeds) - min(students[(al, s)][q] for s in seeds)
+                                  for al in (a, b)))
+        big = all(abs(d) > spread and (seed_diff is None or abs(d) > seed_diff) for d in diffs.values())
+        same_sign = len({math.copysign(1.0, d) for d in diffs.values()}) == 1
+        out["quantities"][q] = {
+            "world_spread": spread,
+            a: {s: students[(a, s)][q] for s in seeds}, b: {s: students[(b, s)][q] for s in seeds},
+            f"{b}_minus_{a}": diffs, "seed_difference": seed_diff, "differ": bool(big and same_sign)}
+    out["differ"] = any(v["differ"] for v in out["quantities"].values())
+    return out
