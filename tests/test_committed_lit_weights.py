@@ -24,8 +24,8 @@ def test_readme_lists_every_committed_file_with_its_sha256():
         assert hashlib.sha256((WEIGHTS / name).read_bytes()).hexdigest() == sha, name
 
 
-@pytest.mark.parametrize("name", ["teacher.safetensors", "teacher_4000_ema.safetensors"])
-def test_committed_lit_teachers_load_as_v4lit(name):
+@pytest.mark.parametrize("name", ["teacher.safetensors", "teacher_4000_ema.safetensors", "ode_init_ema.safetensors"])
+def test_committed_lit_weights_load_as_v4lit(name):
     from sfpp.toyworld.teacher import load_teacher
 
     model, arch = load_teacher(WEIGHTS / name)
