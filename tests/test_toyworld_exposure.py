@@ -185,5 +185,8 @@ def test_exposure_verdict_applies_the_fixed_rule():
         exposure_verdict({k: v for k, v in one.items() if not k.startswith("world")})
     with pytest.raises(SfppError, match="both"):
         exposure_verdict({"a/sf_s0": _summary(0.1, 0.1), **world})
+    partial = {**one, "runs/v/sfpp_s0/": {"summary": {"abs_mean_drift": 0.02, "amplitude_last": 0.1, "videos": 2}}}
+    with pytest.raises(SfppError, match="different numbers of videos"):
+        exposure_verdict(partial)  # 2 videos beside the world's 3: a folder still being written
     with pytest.raises(SfppError, match="named"):
         exposure_verdict({"a/student": _summary(0.1, 0.1), **world})

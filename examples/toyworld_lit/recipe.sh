@@ -41,8 +41,9 @@ done
 # 3. Long videos, oracle v2 scores and stable length (as in the sweep); 4. exposure at 100x and 300x K.
 sfpp toyworld compare "${students[@]}" --n 6 --multiples 1,10,100,300 --out "$OUT/videos" --reuse
 for m in 100 300; do
-    sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m" --json > "$OUT/exposure_${m}x.json.tmp"
-    mv "$OUT/exposure_${m}x.json.tmp" "$OUT/exposure_${m}x.json"  # no half-written result on a fault
+    sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m" --json > "$OUT/exposure_${m}x.json.tmp.$$"
+    mv "$OUT/exposure_${m}x.json.tmp.$$" "$OUT/exposure_${m}x.json"  # no half-written result on a fault; $$: two
+    # recipe runs at once (SEEDS=0 and SEEDS=1 side by side) do not share the temporary file
     sfpp toyworld exposure "$OUT"/videos/*/ --multiple "$m"
 done
 # 5. The rule fixed beforehand (docs/toyworld.md): do the two algorithms differ in exposure?

@@ -159,6 +159,10 @@ def exposure_verdict(result: dict, a: str = "sf", b: str = "sfpp") -> dict:
         if not sep or not seed.isdigit():
             raise SfppError(f"student folder {k} is not named <algorithm>_s<seed>")
         students[(algo, int(seed))] = v["summary"]
+    counts = {k: len(v["per_video"]) if "per_video" in v else v["summary"].get("videos") for k, v in result.items()}
+    if len({c for c in counts.values() if c is not None}) > 1:  # e.g. a folder still being written by compare
+        raise SfppError("the exposure result's entries hold different numbers of videos "
+                        f"({', '.join(f'{k}: {c}' for k, c in counts.items())}); rerun it when every video is written")
     seeds = sorted({s for (al, s) in students if al == a} & {s for (al, s) in students if al == b})
     if not seeds:
         raise SfppError(f"no seed has both an '{a}' and a '{b}' student; found {sorted(students)}")
