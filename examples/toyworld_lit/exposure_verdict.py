@@ -23,15 +23,19 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out", help="also write the verdicts here")
     args = ap.parse_args()
     verdicts = {}
-    try:
-        for path in args.results:
+    for path in args.results:
+        try:
             with open(path) as f:
                 res = json.load(f)
             lengths = {v.get("multiple") for k, v in res.items() if not k.startswith("world")}
             verdicts[path] = {"multiple": sorted(m for m in lengths if m is not None), **exposure_verdict(res)}
-    except (OSError, ValueError, SfppError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        except (OSError, SfppError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or not an exposure result
+            print(f"error: {path} is not a 'sfpp toyworld exposure --json' result ({type(e).__name__}: {e}); "
+                  "write it with that command", file=sys.stderr)
+            return 2
     for path, v in verdicts.items():
         print(f"{path} ({', '.join(f'{m}x K' for m in v['multiple'])}; seeds {v['seeds']}; "
               f"seed check {'applied' if v['seed_check'] else 'not possible with one seed'})")
